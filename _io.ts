@@ -1,0 +1,538 @@
+/**
+ * Synchronous streams shared by the handlers, the server and the utilities:
+ * `wsgi.input` over bytes in memory or over a synchronous reader, and
+ * `wsgi.errors` in memory or over a byte writer. Not exported by `deno.json`.
+ *
+ * @example Usage
+ * ```ts
+ * import { BytesInput } from "./_io.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const input = new BytesInput(new TextEncoder().encode("a\nb"));
+ * assert.deepEqual(input.readlines().map((l) => l.length), [2, 1]);
+ * ```
+ *
+ * @module
+ */
+
+import type { ErrorStream, InputStream, SyncReader } from "./types.ts";
+import { quote, repr, typeName } from "./_internal.ts";
+
+/** How much `ReaderInput` asks its reader for at a time. */
+const READ_BUFFER_SIZE = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+const NEWLINE = 0x0a;
+const UTF8_ENCODER = new TextEncoder();
+
+/** Join byte chunks; one chunk is returned as is. */
+function concat(pieces: Uint8Array[], total: number): Uint8Array {
+  if (pieces.length === 0) return EMPTY;
+  if (pieces.length === 1) return pieces[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const piece of pieces) {
+    out.set(piece, offset);
+    offset += piece.length;
+  }
+  return out;
+}
+
+/**
+ * A size argument as Python's binary streams take it: `undefined`, `null` or
+ * a negative integer mean "no limit" (`-1`); anything but an integer is a
+ * `TypeError`.
+ */
+function checkSize(size: unknown, action: string, what = "size"): number {
+  if (size === undefined || size === null) return -1;
+  if (typeof size !== "number" || !Number.isInteger(size)) {
+    throw new TypeError(
+      `Cannot ${action}: ${what} must be an integer, null or undefined, not ${
+        typeName(size)
+      } ${quote(size)}`,
+    );
+  }
+  return size < 0 ? -1 : size;
+}
+
+/**
+ * The line-reading core of both inputs: a current chunk plus a `pull`
+ * function that supplies the next chunk (`null` at the end).
+ */
+class ChunkReader {
+  #chunk: Uint8Array;
+  #pos = 0;
+  #pull: () => Uint8Array | null;
+  #ended = false;
+
+  constructor(first: Uint8Array, pull: () => Uint8Array | null) {
+    this.#chunk = first;
+    this.#pull = pull;
+  }
+
+  /** Replace a used-up chunk by the next one; false at the end. */
+  #next(): boolean {
+    while (!this.#ended) {
+      const chunk = this.#pull();
+      if (chunk === null) {
+        this.#ended = true;
+        break;
+      }
+      if (chunk.length > 0) {
+        this.#chunk = chunk;
+        this.#pos = 0;
+        return true;
+      }
+    }
+    this.#chunk = EMPTY;
+    this.#pos = 0;
+    return false;
+  }
+
+  read(size: unknown): Uint8Array {
+    let want = checkSize(size, "read from wsgi.input");
+    if (want === 0) return EMPTY;
+    if (want < 0) want = Infinity;
+    const pieces: Uint8Array[] = [];
+    let total = 0;
+    while (total < want) {
+      if (this.#pos >= this.#chunk.length && !this.#next()) break;
+      const end = Math.min(this.#chunk.length, this.#pos + (want - total));
+      pieces.push(this.#chunk.subarray(this.#pos, end));
+      total += end - this.#pos;
+      this.#pos = end;
+    }
+    return concat(pieces, total);
+  }
+
+  readline(size: unknown): Uint8Array {
+    let limit = checkSize(size, "read a line from wsgi.input");
+    if (limit === 0) return EMPTY;
+    if (limit < 0) limit = Infinity;
+    const pieces: Uint8Array[] = [];
+    let total = 0;
+    while (total < limit) {
+      if (this.#pos >= this.#chunk.length && !this.#next()) break;
+      let end = Math.min(this.#chunk.length, this.#pos + (limit - total));
+      const newline = this.#chunk.subarray(this.#pos, end).indexOf(NEWLINE);
+      if (newline >= 0) end = this.#pos + newline + 1;
+      pieces.push(this.#chunk.subarray(this.#pos, end));
+      total += end - this.#pos;
+      this.#pos = end;
+      if (newline >= 0) break;
+    }
+    return concat(pieces, total);
+  }
+
+  readlines(hint: unknown): Uint8Array[] {
+    let limit = checkSize(hint, "read lines from wsgi.input", "hint");
+    if (limit <= 0) limit = Infinity;
+    const lines: Uint8Array[] = [];
+    let total = 0;
+    while (total < limit) {
+      const line = this.readline(undefined);
+      if (line.length === 0) break;
+      lines.push(line);
+      total += line.length;
+    }
+    return lines;
+  }
+
+  *lines(): Generator<Uint8Array, void, undefined> {
+    for (;;) {
+      const line = this.readline(undefined);
+      if (line.length === 0) return;
+      yield line;
+    }
+  }
+}
+
+/**
+ * `wsgi.input` over bytes in memory. `read()` with no size returns the rest
+ * (a subarray, no copy).
+ *
+ * @example Usage
+ * ```ts
+ * import { BytesInput } from "./_io.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const input = new BytesInput(new TextEncoder().encode("one\ntwo"));
+ * assert.equal(new TextDecoder().decode(input.readline()), "one\n");
+ * assert.equal(new TextDecoder().decode(input.read()), "two");
+ * ```
+ */
+export class BytesInput implements InputStream {
+  #reader: ChunkReader;
+
+  /**
+   * Wrap `data` without copying it.
+   *
+   * @param data The whole body; empty by default.
+   */
+  constructor(data: Uint8Array = EMPTY) {
+    if (!(data instanceof Uint8Array)) {
+      throw new TypeError(
+        `Cannot create BytesInput: data must be a Uint8Array, not ${
+          typeName(data)
+        } ${repr(data)}`,
+      );
+    }
+    this.#reader = new ChunkReader(data, () => null);
+  }
+
+  /**
+   * Read up to `size` bytes; with no size, `null` or a negative one, all
+   * the rest.
+   *
+   * @param size The most bytes to return.
+   * @returns The bytes read; empty at the end.
+   */
+  read(size?: number | null): Uint8Array {
+    return this.#reader.read(size);
+  }
+
+  /**
+   * Read one line, up to and including `"\n"`, at most `size` bytes.
+   *
+   * @param size The most bytes to return.
+   * @returns The line; empty at the end.
+   */
+  readline(size?: number | null): Uint8Array {
+    return this.#reader.readline(size);
+  }
+
+  /**
+   * Read the remaining lines, stopping after the line that brings the total
+   * to `hint` bytes or more (`hint` ≤ 0 or none: all lines).
+   *
+   * @param hint The byte count after which to stop.
+   * @returns The lines read.
+   */
+  readlines(hint?: number | null): Uint8Array[] {
+    return this.#reader.readlines(hint);
+  }
+
+  /**
+   * Iterate over the remaining lines.
+   *
+   * @returns An iterator of lines.
+   */
+  [Symbol.iterator](): Iterator<Uint8Array> {
+    return this.#reader.lines();
+  }
+}
+
+/**
+ * `wsgi.input` over a synchronous reader (`Deno.stdin`, a `Deno.FsFile`,
+ * anything with `readSync`), reading at most `limit` bytes in total
+ * (`undefined`/`null`: until the end), buffered internally (64 KiB reads).
+ * Never reads a byte past `limit` from the reader.
+ *
+ * @example Usage
+ * ```ts
+ * import { ReaderInput } from "./_io.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const data = new TextEncoder().encode("hello world");
+ * let offset = 0;
+ * const reader = {
+ *   readSync(p: Uint8Array): number | null {
+ *     if (offset >= data.length) return null;
+ *     const n = Math.min(p.length, data.length - offset);
+ *     p.set(data.subarray(offset, offset + n));
+ *     offset += n;
+ *     return n;
+ *   },
+ * };
+ * const input = new ReaderInput(reader, 5);
+ * assert.equal(new TextDecoder().decode(input.read()), "hello");
+ * assert.equal(offset, 5);
+ * ```
+ */
+export class ReaderInput implements InputStream {
+  #reader: ChunkReader;
+
+  /**
+   * Read from `reader`, at most `limit` bytes.
+   *
+   * @param reader Something with `readSync(p): number | null`.
+   * @param limit The most bytes to take from `reader`; `undefined` or
+   * `null` for all of them.
+   */
+  constructor(reader: SyncReader, limit?: number | null) {
+    if (
+      typeof reader !== "object" || reader === null ||
+      typeof (reader as Partial<SyncReader>).readSync !== "function"
+    ) {
+      throw new TypeError(
+        `Cannot create ReaderInput: reader must have a readSync method, not ${
+          typeName(reader)
+        } ${repr(reader)}`,
+      );
+    }
+    let remaining = Infinity;
+    if (limit !== undefined && limit !== null) {
+      if (typeof limit !== "number") {
+        throw new TypeError(
+          `Cannot create ReaderInput: limit must be a number, null or undefined, not ${
+            typeName(limit)
+          } ${quote(limit)}`,
+        );
+      }
+      if (!Number.isSafeInteger(limit) || limit < 0) {
+        throw new RangeError(
+          `Cannot create ReaderInput: limit must be a non-negative integer, not ${limit}`,
+        );
+      }
+      remaining = limit;
+    }
+    // Short reads fill the rest of the same buffer: a new one is allocated
+    // only per READ_BUFFER_SIZE bytes received. Parts already handed out
+    // are never written again.
+    let buffer = EMPTY;
+    let used = 0;
+    const pull = (): Uint8Array | null => {
+      if (remaining <= 0) return null;
+      if (used >= buffer.length) {
+        buffer = new Uint8Array(Math.min(READ_BUFFER_SIZE, remaining));
+        used = 0;
+      }
+      const space = buffer.subarray(
+        used,
+        used + Math.min(buffer.length - used, remaining),
+      );
+      const n = reader.readSync(space);
+      if (n === null || n === 0) return null;
+      if (!Number.isInteger(n) || n < 0 || n > space.length) {
+        throw new RangeError(
+          `Cannot read from wsgi.input: readSync() returned ${
+            repr(n)
+          } for a buffer of ${space.length} bytes`,
+        );
+      }
+      remaining -= n;
+      used += n;
+      return buffer.subarray(used - n, used);
+    };
+    this.#reader = new ChunkReader(EMPTY, pull);
+  }
+
+  /**
+   * Read up to `size` bytes, waiting for more until `size` or the end; with
+   * no size, `null` or a negative one, all the rest.
+   *
+   * @param size The most bytes to return.
+   * @returns The bytes read; empty at the end.
+   */
+  read(size?: number | null): Uint8Array {
+    return this.#reader.read(size);
+  }
+
+  /**
+   * Read one line, up to and including `"\n"`, at most `size` bytes.
+   *
+   * @param size The most bytes to return.
+   * @returns The line; empty at the end.
+   */
+  readline(size?: number | null): Uint8Array {
+    return this.#reader.readline(size);
+  }
+
+  /**
+   * Read the remaining lines, stopping after the line that brings the total
+   * to `hint` bytes or more (`hint` ≤ 0 or none: all lines).
+   *
+   * @param hint The byte count after which to stop.
+   * @returns The lines read.
+   */
+  readlines(hint?: number | null): Uint8Array[] {
+    return this.#reader.readlines(hint);
+  }
+
+  /**
+   * Iterate over the remaining lines.
+   *
+   * @returns An iterator of lines.
+   */
+  [Symbol.iterator](): Iterator<Uint8Array> {
+    return this.#reader.lines();
+  }
+}
+
+function checkText(s: unknown, action: string): string {
+  if (typeof s !== "string") {
+    throw new TypeError(
+      `Cannot ${action}: expected a string, not ${typeName(s)} ${repr(s)}`,
+    );
+  }
+  return s;
+}
+
+/**
+ * An `ErrorStream` that collects text in memory; `value` is everything
+ * written.
+ *
+ * @example Usage
+ * ```ts
+ * import { StringErrorStream } from "./_io.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const errors = new StringErrorStream();
+ * errors.write("a\n");
+ * errors.writelines(["b\n", "c\n"]);
+ * assert.equal(errors.value, "a\nb\nc\n");
+ * ```
+ */
+export class StringErrorStream implements ErrorStream {
+  /** Everything written so far. */
+  value = "";
+
+  /**
+   * Append a string.
+   *
+   * @param s The text.
+   */
+  write(s: string): void {
+    this.value += checkText(s, "write to wsgi.errors");
+  }
+
+  /**
+   * Append each string of a sequence.
+   *
+   * @param seq The texts.
+   */
+  writelines(seq: Iterable<string>): void {
+    for (const s of seq) this.write(s);
+  }
+
+  /** Nothing to flush. */
+  flush(): void {}
+}
+
+interface ByteWriter {
+  writeSync?(p: Uint8Array): number;
+  write?(p: Uint8Array): unknown;
+  flush?(): unknown;
+}
+
+/**
+ * Write all of `data` to a writer with `writeSync(p): number` (preferred)
+ * or `write(p): number | void`, completing partial writes; a `write` that
+ * returns nothing is taken to have written everything.
+ *
+ * @example Usage
+ * ```ts
+ * import { writeAll } from "./_io.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const got: number[] = [];
+ * // A writer that takes one byte at a time.
+ * writeAll({ writeSync: (p: Uint8Array) => (got.push(p[0]), 1) }, new Uint8Array([1, 2, 3]));
+ * assert.deepEqual(got, [1, 2, 3]);
+ * ```
+ *
+ * @param writer The destination.
+ * @param data The bytes to write.
+ * @throws {TypeError} When `writer` has neither method, or `write` returns a
+ * promise.
+ */
+export function writeAll(writer: unknown, data: Uint8Array): void {
+  const w = writer as ByteWriter | null;
+  let method: "writeSync" | "write";
+  if (
+    typeof w === "object" && w !== null && typeof w.writeSync === "function"
+  ) {
+    method = "writeSync";
+  } else if (
+    typeof w === "object" && w !== null && typeof w.write === "function"
+  ) {
+    method = "write";
+  } else {
+    throw new TypeError(
+      `Cannot write: the writer must have a writeSync or write method, not ${
+        typeName(writer)
+      } ${repr(writer)}`,
+    );
+  }
+  let offset = 0;
+  while (offset < data.length) {
+    const rest = offset === 0 ? data : data.subarray(offset);
+    const n = w[method]!(rest);
+    if (n === undefined && method === "write") return;
+    if (
+      typeof n === "object" && n !== null &&
+      typeof (n as { then?: unknown }).then === "function"
+    ) {
+      throw new TypeError(
+        "Cannot write: write() returned a promise; a synchronous writer is needed",
+      );
+    }
+    if (typeof n !== "number" || !Number.isInteger(n)) {
+      throw new TypeError(
+        `Cannot write: ${method}() returned ${typeName(n)} ${
+          repr(n)
+        }, not a byte count`,
+      );
+    }
+    if (n <= 0 || n > rest.length) {
+      throw new RangeError(
+        `Cannot write: ${method}() returned ${n} for ${rest.length} bytes`,
+      );
+    }
+    offset += n;
+  }
+}
+
+/**
+ * Make an `ErrorStream` from an `ErrorStream` (returned as is if it has
+ * `writelines`), or from a byte writer with `writeSync(p): number` or
+ * `write(p): number | void` (strings UTF-8 encoded, partial writes
+ * completed), e.g. `Deno.stderr`.
+ *
+ * @example Usage
+ * ```ts
+ * import { toErrorStream } from "./_io.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const chunks: Uint8Array[] = [];
+ * const errors = toErrorStream({ write: (p: Uint8Array) => void chunks.push(p.slice()) });
+ * errors.write("é");
+ * assert.deepEqual(chunks, [new Uint8Array([0xc3, 0xa9])]);
+ * ```
+ *
+ * @param stream An `ErrorStream` or a byte writer.
+ * @returns An `ErrorStream`.
+ * @throws {TypeError} When `stream` is neither.
+ */
+export function toErrorStream(stream: unknown): ErrorStream {
+  if (typeof stream !== "object" || stream === null) {
+    throw new TypeError(
+      `Cannot use ${typeName(stream)} ${
+        repr(stream)
+      } as an error stream: it has no writelines, writeSync or write method`,
+    );
+  }
+  const s = stream as Partial<ErrorStream> & ByteWriter;
+  if (typeof s.writelines === "function" && typeof s.write === "function") {
+    return stream as ErrorStream;
+  }
+  if (typeof s.writeSync !== "function" && typeof s.write !== "function") {
+    throw new TypeError(
+      `Cannot use ${typeName(stream)} ${
+        repr(stream)
+      } as an error stream: it has no writelines, writeSync or write method`,
+    );
+  }
+  const write = (text: string): void => {
+    checkText(text, "write to wsgi.errors");
+    if (text.length > 0) writeAll(s, UTF8_ENCODER.encode(text));
+  };
+  return {
+    write,
+    writelines(seq: Iterable<string>): void {
+      for (const text of seq) write(text);
+    },
+    flush(): void {
+      if (typeof s.flush === "function") s.flush();
+    },
+  };
+}
