@@ -1,0 +1,156 @@
+/**
+ * What `CGIHandler` adds to a CGI request: a hello application served by
+ * `CGIHandler` against a bare `deno run` script that prints the same bytes,
+ * both run by the same lighttpd (mod_cgi) in the same run, requests
+ * alternating between them. The hello program runs twice: as modules, as
+ * deployed from source, and as one file made by `deno bundle --minify`
+ * (skipped if `deno bundle` cannot fetch esbuild from npm). Prints mean,
+ * median and p99 latency for each and the ratios to the bare script; the
+ * target is a ratio of at most 1.10.
+ *
+ * ```sh
+ * deno run -A bench/cgi_bench.ts            # 200 requests each
+ * deno run -A bench/cgi_bench.ts 50         # fewer
+ * ```
+ *
+ * Needs lighttpd (Debian: `apt-get install lighttpd`). Stops after 120 s
+ * whatever the count.
+ *
+ * @module
+ */
+
+import { findLighttpd, startLighttpd } from "../tests/fixtures/lighttpd.ts";
+
+const REQUESTS = Number(Deno.args[0] ?? 200);
+const WARMUP = 5;
+const TIME_CAP_MS = 120_000;
+
+if (!Number.isSafeInteger(REQUESTS) || REQUESTS < 1 || REQUESTS > 10_000) {
+  console.error("usage: deno run -A bench/cgi_bench.ts [requests, 1-10000]");
+  Deno.exit(2);
+}
+const lighttpd = findLighttpd();
+if (lighttpd === null) {
+  console.error("lighttpd not found (Debian: apt-get install lighttpd)");
+  Deno.exit(1);
+}
+
+const BODY = "Hello world!\n";
+const SHEBANG = "#!/usr/bin/env -S deno run --allow-env\n";
+const handlers = import.meta.resolve("../handlers.ts");
+
+// The same response from both: the library computes Content-Length itself.
+const LIBRARY = `${SHEBANG}import { CGIHandler } from ${
+  JSON.stringify(handlers)
+};
+
+const body = new TextEncoder().encode(${JSON.stringify(BODY)});
+await new CGIHandler().run((_environ, startResponse) => {
+  startResponse("200 OK", [["Content-Type", "text/plain"]]);
+  return [body];
+});
+`;
+const BARE = `${SHEBANG}Deno.stdout.writeSync(new TextEncoder().encode(
+  ${
+  JSON.stringify(
+    `Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${BODY.length}\r\n\r\n${BODY}`,
+  )
+},
+));
+`;
+
+const dir = await Deno.makeTempDir({ prefix: "wsgiref-cgi-bench-" });
+const scripts: Record<string, string> = {
+  bare: `${dir}/bare.ts`,
+  library: `${dir}/library.ts`,
+};
+await Deno.writeTextFile(scripts.bare, BARE, { mode: 0o755 });
+await Deno.writeTextFile(scripts.library, LIBRARY, { mode: 0o755 });
+// The same program as one minified file (the shebang is kept).
+const bundled = await new Deno.Command(Deno.execPath(), {
+  args: ["bundle", "--minify", "-o", `${dir}/bundled.js`, scripts.library],
+  stdout: "null",
+  stderr: "piped",
+}).output();
+if (bundled.success) {
+  scripts.bundled = `${dir}/bundled.js`;
+  await Deno.chmod(scripts.bundled, 0o755);
+} else {
+  console.warn(
+    "deno bundle failed, so no bundled row:",
+    new TextDecoder().decode(bundled.stderr).trim(),
+  );
+}
+const names = Object.keys(scripts);
+const host = await startLighttpd(lighttpd, {
+  aliases: Object.fromEntries(
+    names.map((name) => [`/${name}`, scripts[name]]),
+  ),
+});
+
+async function request(path: string): Promise<[number, string]> {
+  const start = performance.now();
+  const response = await fetch(host.base + path);
+  const text = await response.text();
+  const elapsed = performance.now() - start;
+  if (response.status !== 200 || text !== BODY) {
+    throw new Error(`${path}: unexpected ${response.status} ${text}`);
+  }
+  return [elapsed, response.headers.get("content-type") ?? ""];
+}
+
+function stats(samples: number[]) {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) =>
+    sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+  const mean = sorted.reduce((sum, x) => sum + x, 0) / sorted.length;
+  return { mean, median: at(0.5), p99: at(0.99) };
+}
+
+const samples: Record<string, number[]> = Object.fromEntries(
+  names.map((name) => [name, []]),
+);
+try {
+  // Warm up: Deno's transpile and code caches, lighttpd, the connection.
+  for (let i = 0; i < WARMUP; i++) {
+    const types = new Set<string>();
+    for (const name of names) types.add((await request(`/${name}`))[1]);
+    if (types.size !== 1) throw new Error("different responses");
+  }
+  const deadline = performance.now() + TIME_CAP_MS;
+  for (let i = 0; i < REQUESTS && performance.now() < deadline; i++) {
+    // Rotate which goes first, so that none always follows another.
+    for (let j = 0; j < names.length; j++) {
+      const name = names[(i + j) % names.length];
+      const [elapsed] = await request(`/${name}`);
+      samples[name].push(elapsed);
+    }
+  }
+} finally {
+  await host.stop();
+  await Deno.remove(dir, { recursive: true });
+}
+
+const LABELS: Record<string, string> = {
+  bare: "bare script",
+  library: "CGIHandler, modules",
+  bundled: "CGIHandler, bundled",
+};
+const bare = stats(samples.bare);
+const ms = (x: number) => x.toFixed(2).padStart(8) + " ms";
+const ratio = (x: number) => x.toFixed(3).padStart(11);
+console.log(
+  `CGI hello through lighttpd, ${samples.bare.length} requests each (Deno ${Deno.version.deno})`,
+);
+console.log(
+  "                         mean      median         p99   mean ratio median ratio",
+);
+for (const name of names) {
+  const s = stats(samples[name]);
+  console.log(
+    `${LABELS[name].padEnd(20)} ${ms(s.mean)} ${ms(s.median)} ${ms(s.p99)} ${
+      ratio(s.mean / bare.mean)
+    } ${ratio(s.median / bare.median)}`,
+  );
+}
+console.log("target: CGIHandler's ratio <= 1.10");
