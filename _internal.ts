@@ -2,8 +2,47 @@
  * Helpers shared by several modules of this package; not exported by
  * `deno.json`.
  *
+ * Startup cost: a CGI program is a new process for every request, and V8
+ * compiles each function, whole, on its first call. So the modules build
+ * their tables and costly regular expressions on first use rather than at
+ * load time, scan short strings with loops (see `SCAN_LIMIT`), and build
+ * error messages in separate functions, out of the code every request runs.
+ * `bench/cgi_bench.ts` measures the result.
+ *
  * @module
  */
+
+// Users import this class from validate.ts, which re-exports it (deno doc
+// shows the comment below there). It is defined here so that handlers.ts
+// does not load the whole validator just for it.
+/**
+ * The error thrown when a gateway-interface rule is broken: Python's
+ * `AssertionError`, carrying wsgiref's own message text. The handlers and
+ * the validator throw this one class.
+ *
+ * @example Usage
+ * ```ts
+ * import { AssertionError } from "@wsgi/wsgiref/validate";
+ * import assert from "node:assert/strict";
+ *
+ * const error = new AssertionError("Headers already set!");
+ * assert.equal(error.name, "AssertionError");
+ * assert.equal(error.message, "Headers already set!");
+ * assert.ok(error instanceof Error);
+ * ```
+ */
+export class AssertionError extends Error {
+  /**
+   * Create an assertion error.
+   *
+   * @param message The rule that was broken.
+   * @param options Standard error options, such as a `cause`.
+   */
+  constructor(message?: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "AssertionError";
+  }
+}
 
 /**
  * Encode a latin-1 string (each char code one byte) to bytes.
@@ -14,16 +53,20 @@ export function encodeLatin1(s: string, what = "String"): Uint8Array {
   const bytes = new Uint8Array(length);
   for (let i = 0; i < length; i++) {
     const code = s.charCodeAt(i);
-    if (code > 0xff) {
-      throw new TypeError(
-        `${what} is not latin-1: character ${
-          quote(s[i])
-        } at index ${i} is above \\xFF`,
-      );
-    }
+    if (code > 0xff) throw notLatin1(s, i, what);
     bytes[i] = code;
   }
   return bytes;
+}
+
+// Built apart from the code that throws it (see "Startup cost" above).
+
+function notLatin1(s: string, i: number, what: string): TypeError {
+  return new TypeError(
+    `${what} is not latin-1: character ${
+      quote(s[i])
+    } at index ${i} is above \\xFF`,
+  );
 }
 
 /** Decode bytes to a latin-1 string: each byte becomes one char code. */
@@ -39,29 +82,57 @@ export function decodeLatin1(bytes: Uint8Array): string {
   return out;
 }
 
-/** Whether every char code of `s` is at most 0xFF. */
-export function isLatin1(s: string): boolean {
-  // deno-lint-ignore no-control-regex
-  return !/[^\x00-\xff]/.test(s);
+/**
+ * Strings up to this length are checked with a loop rather than a regular
+ * expression. V8 compiles a regular expression on its first use, and again
+ * to machine code on the second: for the few a CGI request would use, that
+ * costs more (tenths of a millisecond) than scanning all its short strings
+ * with a loop. Past this length, or in a server that compiled them long
+ * ago, the regular expressions are the faster scan.
+ */
+const SCAN_LIMIT = 128;
+
+// deno-lint-ignore no-control-regex
+const NOT_ASCII = /[^\x00-\x7f]/;
+// deno-lint-ignore no-control-regex
+const NOT_LATIN1 = /[^\x00-\xff]/;
+
+/** Whether every char code of `s` is at most `max`. */
+function allBelow(s: string, max: number): boolean {
+  const length = s.length;
+  for (let i = 0; i < length; i++) {
+    if (s.charCodeAt(i) > max) return false;
+  }
+  return true;
 }
 
-const UTF8 = new TextDecoder();
-const UTF8_ENCODER = new TextEncoder();
+/** Whether every char code of `s` is at most 0xFF. */
+export function isLatin1(s: string): boolean {
+  return s.length > SCAN_LIMIT ? !NOT_LATIN1.test(s) : allBelow(s, 0xff);
+}
+
+// Created on first use: most processes (a CGI request, above all) only
+// ever see ASCII and never need them.
+let utf8Decoder: TextDecoder | undefined;
+let utf8Encoder: TextEncoder | undefined;
 
 /** Re-encode a Unicode string as UTF-8 bytes viewed as a latin-1 string. */
 export function utf8ToLatin1(s: string): string {
-  return isAscii(s) ? s : decodeLatin1(UTF8_ENCODER.encode(s));
+  if (isAscii(s)) return s;
+  utf8Encoder ??= new TextEncoder();
+  return decodeLatin1(utf8Encoder.encode(s));
 }
 
 /** View a latin-1 string's bytes as UTF-8 text (invalid bytes become U+FFFD). */
 export function latin1ToUtf8(s: string): string {
-  return isAscii(s) ? s : UTF8.decode(encodeLatin1(s));
+  if (isAscii(s)) return s;
+  utf8Decoder ??= new TextDecoder();
+  return utf8Decoder.decode(encodeLatin1(s));
 }
 
 /** Whether every char code of `s` is below 0x80. */
 export function isAscii(s: string): boolean {
-  // deno-lint-ignore no-control-regex
-  return !/[^\x00-\x7f]/.test(s);
+  return s.length > SCAN_LIMIT ? !NOT_ASCII.test(s) : allBelow(s, 0x7f);
 }
 
 /** Quote a value for an error message: strings JSON-quoted, others by repr. */
@@ -82,8 +153,15 @@ export function typeName(value: unknown): string {
 }
 
 // Python's str.isprintable(): everything but the C* and Z* categories,
-// except the ASCII space.
-const NON_PRINTABLE = /[\p{C}\p{Z}]/u;
+// except the ASCII space. Built on first use: a Unicode-property class
+// costs about half a millisecond to compile, which a process that never
+// quotes a non-ASCII character (a CGI request, say) should not pay.
+let nonPrintable: RegExp | undefined;
+
+function isNonPrintable(ch: string): boolean {
+  nonPrintable ??= new RegExp("[\\p{C}\\p{Z}]", "u");
+  return nonPrintable.test(ch);
+}
 
 function reprString(s: string): string {
   const useDouble = s.includes("'") && !s.includes('"');
@@ -97,7 +175,7 @@ function reprString(s: string): string {
     else if (ch === "\r") out += "\\r";
     else if (code < 0x20 || code === 0x7f) out += "\\x" + hex(code, 2);
     else if (code < 0x7f || ch === " ") out += ch;
-    else if (NON_PRINTABLE.test(ch)) {
+    else if (isNonPrintable(ch)) {
       out += code <= 0xff
         ? "\\x" + hex(code, 2)
         : code <= 0xffff
@@ -153,23 +231,37 @@ export function repr(value: unknown): string {
 const NAME_DISALLOWED = /[\x00-\x1f\x7f]/;
 // deno-lint-ignore no-control-regex
 const VALUE_DISALLOWED = /[\x00-\x08\x0a-\x1f\x7f]/;
-// deno-lint-ignore no-control-regex
-const NOT_LATIN1 = /[^\x00-\xff]/;
 
-function charProblem(s: string, disallowed: RegExp): string | null {
-  const control = disallowed.exec(s);
-  if (control) {
-    return `contains control character ${
-      quote(control[0])
-    } at index ${control.index}`;
+/**
+ * What is wrong with `s` as a header name or status (`allowTab` false) or a
+ * header value (`allowTab` true): the first control character, else the
+ * first character above `\xFF`; `null` when nothing is.
+ */
+function charProblem(s: string, allowTab: boolean): string | null {
+  let control = -1;
+  let wide = -1;
+  if (s.length > SCAN_LIMIT) {
+    control = s.search(allowTab ? VALUE_DISALLOWED : NAME_DISALLOWED);
+    if (control < 0) wide = s.search(NOT_LATIN1);
+  } else {
+    for (let i = 0; i < s.length; i++) {
+      const code = s.charCodeAt(i);
+      if (code < 0x20 ? code !== 0x09 || !allowTab : code === 0x7f) {
+        control = i;
+        break;
+      }
+      if (code > 0xff && wide < 0) wide = i;
+    }
   }
-  const wide = NOT_LATIN1.exec(s);
-  if (wide) {
-    return `contains character ${
-      quote(wide[0])
-    } at index ${wide.index}, which is not latin-1`;
-  }
-  return null;
+  return control >= 0
+    ? describeChar(s, control, "control character", "")
+    : wide >= 0
+    ? describeChar(s, wide, "character", ", which is not latin-1")
+    : null;
+}
+
+function describeChar(s: string, i: number, kind: string, why: string): string {
+  return `contains ${kind} ${quote(s[i])} at index ${i}${why}`;
 }
 
 /**
@@ -180,7 +272,7 @@ export function headerNameProblem(name: unknown): string | null {
   if (typeof name !== "string") {
     return `name must be a string, not ${typeName(name)} ${repr(name)}`;
   }
-  const problem = charProblem(name, NAME_DISALLOWED);
+  const problem = charProblem(name, false);
   return problem && `name ${problem}`;
 }
 
@@ -189,13 +281,13 @@ export function headerValueProblem(value: unknown): string | null {
   if (typeof value !== "string") {
     return `value must be a string, not ${typeName(value)} ${repr(value)}`;
   }
-  const problem = charProblem(value, VALUE_DISALLOWED);
+  const problem = charProblem(value, true);
   return problem && `value ${problem}`;
 }
 
 /** As `headerNameProblem`, for a status line (no control character). */
 export function statusProblem(status: string): string | null {
-  return charProblem(status, NAME_DISALLOWED);
+  return charProblem(status, false);
 }
 
 /**

@@ -22,7 +22,8 @@ import { quote, repr, typeName } from "./_internal.ts";
 const READ_BUFFER_SIZE = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const NEWLINE = 0x0a;
-const UTF8_ENCODER = new TextEncoder();
+// Created on first use: a CGI request that logs nothing never needs it.
+let utf8Encoder: TextEncoder | undefined;
 
 /** Join byte chunks; one chunk is returned as is. */
 function concat(pieces: Uint8Array[], total: number): Uint8Array {
@@ -249,7 +250,13 @@ export class BytesInput implements InputStream {
  * ```
  */
 export class ReaderInput implements InputStream {
-  #reader: ChunkReader;
+  #reader: SyncReader;
+  #remaining: number;
+  // Created on first read: a request whose body is never read (most GETs)
+  // pays only for the checks below.
+  #chunks: ChunkReader | null = null;
+  #buffer = EMPTY;
+  #used = 0;
 
   /**
    * Read from `reader`, at most `limit` bytes.
@@ -263,20 +270,12 @@ export class ReaderInput implements InputStream {
       typeof reader !== "object" || reader === null ||
       typeof (reader as Partial<SyncReader>).readSync !== "function"
     ) {
-      throw new TypeError(
-        `Cannot create ReaderInput: reader must have a readSync method, not ${
-          typeName(reader)
-        } ${repr(reader)}`,
-      );
+      throw readerInputError("reader", reader);
     }
     let remaining = Infinity;
     if (limit !== undefined && limit !== null) {
       if (typeof limit !== "number") {
-        throw new TypeError(
-          `Cannot create ReaderInput: limit must be a number, null or undefined, not ${
-            typeName(limit)
-          } ${quote(limit)}`,
-        );
+        throw readerInputError("limit", limit);
       }
       if (!Number.isSafeInteger(limit) || limit < 0) {
         throw new RangeError(
@@ -285,35 +284,42 @@ export class ReaderInput implements InputStream {
       }
       remaining = limit;
     }
+    this.#reader = reader;
+    this.#remaining = remaining;
+  }
+
+  get #input(): ChunkReader {
+    return this.#chunks ??= new ChunkReader(EMPTY, () => this.#pull());
+  }
+
+  /** The next bytes from the reader, `null` at the end or the limit. */
+  #pull(): Uint8Array | null {
+    const remaining = this.#remaining;
+    if (remaining <= 0) return null;
     // Short reads fill the rest of the same buffer: a new one is allocated
     // only per READ_BUFFER_SIZE bytes received. Parts already handed out
     // are never written again.
-    let buffer = EMPTY;
-    let used = 0;
-    const pull = (): Uint8Array | null => {
-      if (remaining <= 0) return null;
-      if (used >= buffer.length) {
-        buffer = new Uint8Array(Math.min(READ_BUFFER_SIZE, remaining));
-        used = 0;
-      }
-      const space = buffer.subarray(
-        used,
-        used + Math.min(buffer.length - used, remaining),
+    if (this.#used >= this.#buffer.length) {
+      this.#buffer = new Uint8Array(Math.min(READ_BUFFER_SIZE, remaining));
+      this.#used = 0;
+    }
+    const used = this.#used;
+    const space = this.#buffer.subarray(
+      used,
+      used + Math.min(this.#buffer.length - used, remaining),
+    );
+    const n = this.#reader.readSync(space);
+    if (n === null || n === 0) return null;
+    if (!Number.isInteger(n) || n < 0 || n > space.length) {
+      throw new RangeError(
+        `Cannot read from wsgi.input: readSync() returned ${
+          repr(n)
+        } for a buffer of ${space.length} bytes`,
       );
-      const n = reader.readSync(space);
-      if (n === null || n === 0) return null;
-      if (!Number.isInteger(n) || n < 0 || n > space.length) {
-        throw new RangeError(
-          `Cannot read from wsgi.input: readSync() returned ${
-            repr(n)
-          } for a buffer of ${space.length} bytes`,
-        );
-      }
-      remaining -= n;
-      used += n;
-      return buffer.subarray(used - n, used);
-    };
-    this.#reader = new ChunkReader(EMPTY, pull);
+    }
+    this.#remaining = remaining - n;
+    this.#used = used + n;
+    return this.#buffer.subarray(used, used + n);
   }
 
   /**
@@ -324,7 +330,7 @@ export class ReaderInput implements InputStream {
    * @returns The bytes read; empty at the end.
    */
   read(size?: number | null): Uint8Array {
-    return this.#reader.read(size);
+    return this.#input.read(size);
   }
 
   /**
@@ -334,7 +340,7 @@ export class ReaderInput implements InputStream {
    * @returns The line; empty at the end.
    */
   readline(size?: number | null): Uint8Array {
-    return this.#reader.readline(size);
+    return this.#input.readline(size);
   }
 
   /**
@@ -345,7 +351,7 @@ export class ReaderInput implements InputStream {
    * @returns The lines read.
    */
   readlines(hint?: number | null): Uint8Array[] {
-    return this.#reader.readlines(hint);
+    return this.#input.readlines(hint);
   }
 
   /**
@@ -354,7 +360,7 @@ export class ReaderInput implements InputStream {
    * @returns An iterator of lines.
    */
   [Symbol.iterator](): Iterator<Uint8Array> {
-    return this.#reader.lines();
+    return this.#input.lines();
   }
 }
 
@@ -447,16 +453,27 @@ export function writeAll(writer: unknown, data: Uint8Array): void {
   ) {
     method = "write";
   } else {
-    throw new TypeError(
-      `Cannot write: the writer must have a writeSync or write method, not ${
-        typeName(writer)
-      } ${repr(writer)}`,
-    );
+    throw notAWriter(writer);
   }
+  if (data.length === 0) return;
+  const n = w[method]!(data);
+  // Usually all at once; anything else is checked and completed apart.
+  if (n !== data.length) writeRest(w, method, data, n);
+}
+
+/**
+ * Go on after a `method` call on `data` that returned `n`: check `n`, then
+ * write the rest, a call at a time, checking each count.
+ */
+function writeRest(
+  w: ByteWriter,
+  method: "writeSync" | "write",
+  data: Uint8Array,
+  n: unknown,
+): void {
   let offset = 0;
-  while (offset < data.length) {
+  for (;;) {
     const rest = offset === 0 ? data : data.subarray(offset);
-    const n = w[method]!(rest);
     if (n === undefined && method === "write") return;
     if (
       typeof n === "object" && n !== null &&
@@ -479,6 +496,8 @@ export function writeAll(writer: unknown, data: Uint8Array): void {
       );
     }
     offset += n;
+    if (offset >= data.length) return;
+    n = w[method]!(data.subarray(offset));
   }
 }
 
@@ -504,27 +523,20 @@ export function writeAll(writer: unknown, data: Uint8Array): void {
  * @throws {TypeError} When `stream` is neither.
  */
 export function toErrorStream(stream: unknown): ErrorStream {
-  if (typeof stream !== "object" || stream === null) {
-    throw new TypeError(
-      `Cannot use ${typeName(stream)} ${
-        repr(stream)
-      } as an error stream: it has no writelines, writeSync or write method`,
-    );
-  }
   const s = stream as Partial<ErrorStream> & ByteWriter;
+  if (typeof s !== "object" || s === null) throw notAnErrorStream(stream);
   if (typeof s.writelines === "function" && typeof s.write === "function") {
     return stream as ErrorStream;
   }
   if (typeof s.writeSync !== "function" && typeof s.write !== "function") {
-    throw new TypeError(
-      `Cannot use ${typeName(stream)} ${
-        repr(stream)
-      } as an error stream: it has no writelines, writeSync or write method`,
-    );
+    throw notAnErrorStream(stream);
   }
   const write = (text: string): void => {
     checkText(text, "write to wsgi.errors");
-    if (text.length > 0) writeAll(s, UTF8_ENCODER.encode(text));
+    if (text.length > 0) {
+      utf8Encoder ??= new TextEncoder();
+      writeAll(s, utf8Encoder.encode(text));
+    }
   };
   return {
     write,
@@ -535,4 +547,37 @@ export function toErrorStream(stream: unknown): ErrorStream {
       if (typeof s.flush === "function") s.flush();
     },
   };
+}
+
+// Errors are built apart from the checks that throw them, to keep the
+// functions every request runs small: see "Startup cost" in _internal.ts.
+
+function readerInputError(
+  argument: "reader" | "limit",
+  value: unknown,
+): TypeError {
+  const rule = argument === "reader"
+    ? "must have a readSync method"
+    : "must be a number, null or undefined";
+  return new TypeError(
+    `Cannot create ReaderInput: ${argument} ${rule}, not ${typeName(value)} ${
+      argument === "reader" ? repr(value) : quote(value)
+    }`,
+  );
+}
+
+function notAWriter(writer: unknown): TypeError {
+  return new TypeError(
+    `Cannot write: the writer must have a writeSync or write method, not ${
+      typeName(writer)
+    } ${repr(writer)}`,
+  );
+}
+
+function notAnErrorStream(stream: unknown): TypeError {
+  return new TypeError(
+    `Cannot use ${typeName(stream)} ${
+      repr(stream)
+    } as an error stream: it has no writelines, writeSync or write method`,
+  );
 }

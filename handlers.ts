@@ -60,9 +60,10 @@ import type {
 import { Headers } from "./headers.ts";
 import { FileWrapper, guessScheme, isHopByHop } from "./util.ts";
 import { ReaderInput, toErrorStream, writeAll } from "./_io.ts";
-import { AssertionError } from "./validate.ts";
 import {
+  AssertionError,
   encodeLatin1,
+  percentDecodeLatin1,
   quote,
   repr,
   statusProblem,
@@ -156,18 +157,6 @@ function isRequestVariable(name: string): boolean {
     (name.startsWith("REDIRECT_") && isRequestVariable(name.slice(9)));
 }
 
-// deno-lint-ignore no-control-regex
-const NON_ASCII = /[^\x00-\x7f]/;
-
-/** Percent-decode a latin-1 string to a latin-1 string (bytes stay bytes). */
-function percentDecode(s: string): string {
-  if (!s.includes("%")) return s;
-  return s.replace(
-    /%([0-9A-Fa-f]{2})/g,
-    (_, hex: string) => String.fromCharCode(parseInt(hex, 16)),
-  );
-}
-
 /**
  * Put back `PATH_INFO` and `QUERY_STRING` when the process environment lost
  * them: Deno leaves out variables whose value is not valid UTF-8, which a
@@ -185,7 +174,9 @@ function recoverFromRequestUri(environ: Record<string, string>): void {
     environ.QUERY_STRING = mark < 0 ? "" : target.slice(mark + 1);
   }
   if (!("PATH_INFO" in environ)) {
-    const path = percentDecode(mark < 0 ? target : target.slice(0, mark));
+    const path = percentDecodeLatin1(
+      mark < 0 ? target : target.slice(0, mark),
+    );
     const script = environ.SCRIPT_NAME ?? "";
     if (path === script || path.startsWith(script + "/")) {
       environ.PATH_INFO = path.slice(script.length);
@@ -225,15 +216,15 @@ function recoverFromRequestUri(environ: Record<string, string>): void {
 export function readEnviron(): Record<string, string> {
   const environ = Deno.env.toObject();
   // Apache on Windows writes the request bytes as latin-1 text already.
-  const asIs = Deno.build.os === "windows" &&
-    (environ.SERVER_SOFTWARE ?? "").toLowerCase().startsWith("apache/");
+  // (SERVER_SOFTWARE first: reading Deno.build costs more than the test.)
+  const asIs =
+    (environ.SERVER_SOFTWARE ?? "").toLowerCase().startsWith("apache/") &&
+    Deno.build.os === "windows";
   if (!asIs) {
     for (const name in environ) {
-      const value = environ[name];
-      // Most values are ASCII, the same in both encodings: test that first.
-      if (NON_ASCII.test(value) && isRequestVariable(name)) {
-        environ[name] = utf8ToLatin1(value);
-      }
+      // Only request variables are scanned: the others (PATH, DOCUMENT_ROOT,
+      // ...) are long and left as they are. An ASCII value comes back as is.
+      if (isRequestVariable(name)) environ[name] = utf8ToLatin1(environ[name]);
     }
   }
   if (!("PATH_INFO" in environ && "QUERY_STRING" in environ)) {
@@ -291,6 +282,40 @@ async function closeResult(result: unknown): Promise<void> {
   }
 }
 
+/** An origin server's status line, then `Date` and `Server` unless the
+ * application set them. */
+function originPreamble(handler: BaseHandler): string {
+  let preamble = `HTTP/${handler.httpVersion} ${handler.status}\r\n`;
+  if (!handler.headers!.has("Date")) {
+    preamble += `Date: ${formatDateTime(Date.now() / 1000)}\r\n`;
+  }
+  if (handler.serverSoftware && !handler.headers!.has("Server")) {
+    preamble += `Server: ${handler.serverSoftware}\r\n`;
+  }
+  return preamble;
+}
+
+/** `handler.write()` each chunk of an `AsyncIterable` result; refuse
+ * anything else (the caller has tried `Symbol.iterator`). */
+async function writeAsyncResult(
+  handler: BaseHandler,
+  result: unknown,
+): Promise<void> {
+  if (
+    typeof (result as AsyncIterable<Uint8Array>)?.[Symbol.asyncIterator] !==
+      "function"
+  ) {
+    throw new TypeError(
+      `Cannot send the response: the application returned ${typeName(result)} ${
+        repr(result)
+      }, which is not iterable`,
+    );
+  }
+  for await (const data of result as AsyncIterable<Uint8Array>) {
+    handler.write(data);
+  }
+}
+
 /** Keep `limit` stack frames: the innermost ones, or the outermost if < 0. */
 function limitFrames(stack: string, limit: number | null): string {
   if (limit === null || !Number.isInteger(limit)) return stack;
@@ -328,18 +353,60 @@ function formatError(error: unknown, limit: number | null): string {
   return out;
 }
 
+/** Whether `s` has ASCII digits from `start` to `end` (excluded). A loop,
+ * not a regular expression: see `SCAN_LIMIT` in `_internal.ts`. */
+function digitsAt(s: string, start: number, end: number): boolean {
+  if (s.length < end) return false;
+  for (let i = start; i < end; i++) {
+    const code = s.charCodeAt(i);
+    if (code < 0x30 || code > 0x39) return false;
+  }
+  return true;
+}
+
 /** The `Content-Length` of a request; `0` when absent or empty. */
 function contentLength(environ: Environ): number {
   const value = environ.CONTENT_LENGTH;
   if (value === undefined || value === "") return 0;
-  if (typeof value !== "string" || !/^[0-9]{1,15}$/.test(value.trim())) {
-    throw new RangeError(
-      `Cannot read CONTENT_LENGTH: ${
-        quote(value)
-      } is not a non-negative integer`,
-    );
+  const digits = typeof value === "string" ? value.trim() : "";
+  if (
+    digits.length === 0 || digits.length > 15 ||
+    !digitsAt(digits, 0, digits.length)
+  ) {
+    throw badContentLength(value);
   }
-  return Number(value.trim());
+  return Number(digits);
+}
+
+// Errors are built apart from the checks that throw them, to keep the
+// functions every request runs small: see "Startup cost" in _internal.ts.
+
+function notAStr(what: string, value: unknown): AssertionError {
+  return new AssertionError(`${what} must be of type str (got ${repr(value)})`);
+}
+
+function hopByHopError(name: string, value: string): AssertionError {
+  return new AssertionError(
+    `Hop-by-hop header, '${name}: ${value}', not allowed`,
+  );
+}
+
+function badContentLength(value: unknown): RangeError {
+  return new RangeError(
+    `Cannot read CONTENT_LENGTH: ${quote(value)} is not a non-negative integer`,
+  );
+}
+
+function handlerArgumentError(
+  argument: string,
+  rule: string,
+  value: unknown,
+): TypeError {
+  return new TypeError(
+    `Cannot create a handler: ${argument} must ${rule}, not ${
+      typeName(value)
+    } ${repr(value)}`,
+  );
 }
 
 const ERROR_BODY = encodeLatin1(
@@ -572,20 +639,8 @@ export class BaseHandler {
             "function"
         ) {
           for (const data of result as Iterable<Uint8Array>) this.write(data);
-        } else if (
-          typeof (result as AsyncIterable<Uint8Array>)?.[
-            Symbol.asyncIterator
-          ] === "function"
-        ) {
-          for await (const data of result as AsyncIterable<Uint8Array>) {
-            this.write(data);
-          }
         } else {
-          throw new TypeError(
-            `Cannot send the response: the application returned ${
-              typeName(result)
-            } ${repr(result)}, which is not iterable`,
-          );
+          await writeAsyncResult(this, result);
         }
         this.finishContent();
       }
@@ -654,23 +709,15 @@ export class BaseHandler {
     } else if (this.headers !== null) {
       throw new AssertionError("Headers already set!");
     }
-    if (typeof status !== "string") {
-      throw new AssertionError(
-        `Status must be of type str (got ${repr(status)})`,
-      );
-    }
+    if (typeof status !== "string") throw notAStr("Status", status);
     if (Array.isArray(headers)) {
       for (const entry of headers as unknown[]) {
         if (!Array.isArray(entry) || entry.length !== 2) continue;
         if (typeof entry[0] !== "string") {
-          throw new AssertionError(
-            `Header name must be of type str (got ${repr(entry[0])})`,
-          );
+          throw notAStr("Header name", entry[0]);
         }
         if (typeof entry[1] !== "string") {
-          throw new AssertionError(
-            `Header value must be of type str (got ${repr(entry[1])})`,
-          );
+          throw notAStr("Header value", entry[1]);
         }
       }
     }
@@ -684,18 +731,14 @@ export class BaseHandler {
     if (status.length < 4) {
       throw new AssertionError("Status must be at least 4 characters");
     }
-    if (!/^[0-9]{3}/.test(status)) {
+    if (!digitsAt(status, 0, 3)) {
       throw new AssertionError("Status message must begin w/3-digit code");
     }
     if (status[3] !== " ") {
       throw new AssertionError("Status message must have a space after code");
     }
     for (const [name, value] of headers) {
-      if (isHopByHop(name)) {
-        throw new AssertionError(
-          `Hop-by-hop header, '${name}: ${value}', not allowed`,
-        );
-      }
+      if (isHopByHop(name)) throw hopByHopError(name, value);
     }
     this.status = status;
     this.headers = wrapped;
@@ -706,19 +749,10 @@ export class BaseHandler {
    * status line and `Date` and `Server` unless the application set them
    * (nothing for an HTTP/0.9 client); for CGI the `Status:` line. */
   sendPreamble(): void {
-    if (this.originServer) {
-      if (this.clientIsModern()) {
-        let preamble = `HTTP/${this.httpVersion} ${this.status}\r\n`;
-        if (!this.headers!.has("Date")) {
-          preamble += `Date: ${formatDateTime(Date.now() / 1000)}\r\n`;
-        }
-        if (this.serverSoftware && !this.headers!.has("Server")) {
-          preamble += `Server: ${this.serverSoftware}\r\n`;
-        }
-        this._write(encodeLatin1(preamble, "Status line"));
-      }
-    } else {
+    if (!this.originServer) {
       this._write(encodeLatin1(`Status: ${this.status}\r\n`, "Status line"));
+    } else if (this.clientIsModern()) {
+      this._write(encodeLatin1(originPreamble(this), "Status line"));
     }
   }
 
@@ -1024,10 +1058,10 @@ export class SimpleHandler extends BaseHandler {
       (typeof input.readline !== "function" &&
         typeof input.readSync !== "function")
     ) {
-      throw new TypeError(
-        `Cannot create a handler: stdin must be an InputStream or have readSync(), not ${
-          typeName(stdin)
-        } ${repr(stdin)}`,
+      throw handlerArgumentError(
+        "stdin",
+        "be an InputStream or have readSync()",
+        stdin,
       );
     }
     const output = stdout as { writeSync?: unknown; write?: unknown } | null;
@@ -1036,20 +1070,16 @@ export class SimpleHandler extends BaseHandler {
       (typeof output.writeSync !== "function" &&
         typeof output.write !== "function")
     ) {
-      throw new TypeError(
-        `Cannot create a handler: stdout must have writeSync() or write(), not ${
-          typeName(stdout)
-        } ${repr(stdout)}`,
+      throw handlerArgumentError(
+        "stdout",
+        "have writeSync() or write()",
+        stdout,
       );
     }
     if (
       typeof environ !== "object" || environ === null || Array.isArray(environ)
     ) {
-      throw new TypeError(
-        `Cannot create a handler: environ must be an object, not ${
-          typeName(environ)
-        } ${repr(environ)}`,
-      );
+      throw handlerArgumentError("environ", "be an object", environ);
     }
     this.stdin = stdin;
     this.stdout = stdout;

@@ -44,33 +44,58 @@ const HTTPS_ON: ReadonlySet<unknown> = new Set(["yes", "on", "1"]);
 const ALWAYS_SAFE =
   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~";
 
-/** `%XX` for each byte, built once. */
-const PERCENT_ESCAPES: readonly string[] = Array.from(
-  { length: 256 },
-  (_, byte) => "%" + byte.toString(16).toUpperCase().padStart(2, "0"),
-);
+/** The two `safe` sets wsgiref passes to `quote` (plus `ALWAYS_SAFE`). */
+const SCRIPT_NAME_SAFE = "/";
+const PATH_INFO_SAFE = "/;=,";
 
-/** Per-byte output tables for the two `safe` sets wsgiref uses. */
+/**
+ * Per-byte output tables (the byte itself or `%XX`) for each `safe` set,
+ * built on first use: a CGI request that never rebuilds a URI should not
+ * pay for them at load time.
+ */
+const ESCAPE_TABLES = new Map<string, readonly string[]>();
+
 function escapeTable(safe: string): readonly string[] {
-  return PERCENT_ESCAPES.map((escape, byte) => {
-    const ch = String.fromCharCode(byte);
-    return ALWAYS_SAFE.includes(ch) || safe.includes(ch) ? ch : escape;
-  });
+  let table = ESCAPE_TABLES.get(safe);
+  if (table === undefined) {
+    const built: string[] = [];
+    for (let byte = 0; byte < 256; byte++) {
+      const ch = String.fromCharCode(byte);
+      built.push(
+        ALWAYS_SAFE.includes(ch) || safe.includes(ch)
+          ? ch
+          : "%" + (byte < 16 ? "0" : "") + byte.toString(16).toUpperCase(),
+      );
+    }
+    ESCAPE_TABLES.set(safe, table = built);
+  }
+  return table;
 }
-const SCRIPT_NAME_ESCAPES = escapeTable("/");
-const PATH_INFO_ESCAPES = escapeTable("/;=,");
 
 function checkEnviron(environ: unknown, action: string): Environ {
   if (
     typeof environ !== "object" || environ === null || Array.isArray(environ)
   ) {
-    throw new TypeError(
-      `Cannot ${action}: environ must be an object, not ${typeName(environ)} ${
-        repr(environ)
-      }`,
-    );
+    throw wrongType(action, "environ", "an object", environ);
   }
   return environ as Environ;
+}
+
+// Errors are built apart from the checks that throw them, to keep the
+// functions every request runs small: see "Startup cost" in _internal.ts.
+
+/** The `TypeError` for an argument of the wrong type. */
+function wrongType(
+  action: string,
+  what: string,
+  type: string,
+  value: unknown,
+): TypeError {
+  return new TypeError(
+    `Cannot ${action}: ${what} must be ${type}, not ${typeName(value)} ${
+      repr(value)
+    }`,
+  );
 }
 
 /** `environ.get(key, fallback)` for a key whose value must be a string. */
@@ -92,6 +117,21 @@ function getString(
   return value;
 }
 
+/**
+ * `environ.get(key)` for a key wsgiref only tests for truth: missing,
+ * `null` (Python's `None`) and `undefined` all give `""`.
+ */
+function getTruthyString(
+  environ: Environ,
+  key: string,
+  action: string,
+): string {
+  const value = environ[key];
+  return value === null || value === undefined
+    ? ""
+    : getString(environ, key, "", action);
+}
+
 /** `environ[key]` for a key that must be present and hold a string. */
 function requireString(environ: Environ, key: string, action: string): string {
   if (!(key in environ)) {
@@ -103,10 +143,11 @@ function requireString(environ: Environ, key: string, action: string): string {
 /** Percent-encode a latin-1 string's bytes as `urllib.parse.quote` does. */
 function percentEncode(
   s: string,
-  table: readonly string[],
+  safe: string,
   action: string,
   key: string,
 ): string {
+  const table = escapeTable(safe);
   let out = "";
   for (let i = 0; i < s.length; i++) {
     const code = s.charCodeAt(i);
@@ -147,7 +188,8 @@ export function guessScheme(environ: Environ): "http" | "https" {
  * The application's base URI: scheme, host (`HTTP_HOST` when set, else
  * `SERVER_NAME` plus `SERVER_PORT` unless it is the scheme's default) and
  * the percent-encoded `SCRIPT_NAME` (`/` when empty); no `PATH_INFO` or
- * query string.
+ * query string. As in wsgiref, an `HTTP_HOST`, `SCRIPT_NAME` or
+ * `QUERY_STRING` of `null` counts as empty.
  *
  * @example Usage
  * ```ts
@@ -164,7 +206,8 @@ export function guessScheme(environ: Environ): "http" | "https" {
  * ```
  *
  * @param environ The request environment; needs `wsgi.url_scheme`, and
- * `SERVER_NAME` and `SERVER_PORT` when `HTTP_HOST` is empty or missing.
+ * `SERVER_NAME` and `SERVER_PORT` when `HTTP_HOST` is empty, `null` or
+ * missing.
  * @returns The URI.
  * @throws {TypeError} When a needed key is missing or not a string, or
  * `SCRIPT_NAME` is not a latin-1 string.
@@ -174,7 +217,7 @@ export function applicationUri(environ: Environ): string {
   checkEnviron(environ, action);
   const scheme = requireString(environ, "wsgi.url_scheme", action);
   let url = scheme + "://";
-  const host = getString(environ, "HTTP_HOST", "", action);
+  const host = getTruthyString(environ, "HTTP_HOST", action);
   if (host) {
     url += host;
   } else {
@@ -182,9 +225,9 @@ export function applicationUri(environ: Environ): string {
     const port = requireString(environ, "SERVER_PORT", action);
     if (port !== (scheme === "https" ? "443" : "80")) url += ":" + port;
   }
-  const scriptName = getString(environ, "SCRIPT_NAME", "", action) || "/";
+  const scriptName = getTruthyString(environ, "SCRIPT_NAME", action) || "/";
   return url +
-    percentEncode(scriptName, SCRIPT_NAME_ESCAPES, action, "SCRIPT_NAME");
+    percentEncode(scriptName, SCRIPT_NAME_SAFE, action, "SCRIPT_NAME");
 }
 
 /**
@@ -219,16 +262,16 @@ export function requestUri(environ: Environ, includeQuery = true): string {
   let url = applicationUri(environ);
   const pathInfo = percentEncode(
     getString(environ, "PATH_INFO", "", action),
-    PATH_INFO_ESCAPES,
+    PATH_INFO_SAFE,
     action,
     "PATH_INFO",
   );
   // applicationUri() already ended the URL with "/" when SCRIPT_NAME is
   // empty, so the path's first character is dropped (as wsgiref does).
-  url += getString(environ, "SCRIPT_NAME", "", action)
+  url += getTruthyString(environ, "SCRIPT_NAME", action)
     ? pathInfo
     : pathInfo.slice(1);
-  const query = getString(environ, "QUERY_STRING", "", action);
+  const query = getTruthyString(environ, "QUERY_STRING", action);
   if (includeQuery && query) url += "?" + query;
   return url;
 }
@@ -388,11 +431,7 @@ export function setupTestingDefaults(environ: Environ): void {
  */
 export function isHopByHop(name: string): boolean {
   if (typeof name !== "string") {
-    throw new TypeError(
-      `Cannot check for a hop-by-hop header: name must be a string, not ${
-        typeName(name)
-      } ${repr(name)}`,
-    );
+    throw wrongType("check for a hop-by-hop header", "name", "a string", name);
   }
   return HOP_BY_HOP.has(name.toLowerCase());
 }

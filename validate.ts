@@ -50,6 +50,7 @@ import type {
   Write,
 } from "./types.ts";
 import {
+  AssertionError,
   headerValueProblem,
   isLatin1,
   repr,
@@ -60,7 +61,9 @@ import { isHopByHop } from "./util.ts";
 
 /**
  * The error thrown when a gateway-interface rule is broken: Python's
- * `AssertionError`, carrying wsgiref's own message text.
+ * `AssertionError`, carrying wsgiref's own message text. The handlers
+ * throw the same class: it is defined in an internal module, so that a CGI
+ * program need not load the validator just for it.
  *
  * @example Usage
  * ```ts
@@ -73,18 +76,7 @@ import { isHopByHop } from "./util.ts";
  * assert.ok(error instanceof Error);
  * ```
  */
-export class AssertionError extends Error {
-  /**
-   * Create an assertion error.
-   *
-   * @param message The rule that was broken.
-   * @param options Standard error options, such as a `cause`.
-   */
-  constructor(message?: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "AssertionError";
-  }
-}
+export { AssertionError } from "./_internal.ts";
 
 /**
  * A warning about allowed-but-dubious use of the gateway interface. The

@@ -782,6 +782,78 @@ Deno.test("BaseHandler.startResponse() refuses bad statuses and headers, recordi
       "TypeError",
       /name contains character "Ā" at index 2, which is not latin-1$/,
     ],
+    [
+      "control character after one above latin-1: the control one is named",
+      "200 OK",
+      [["X-A", "\u20ac a\r"]],
+      "TypeError",
+      /value contains control character "\\r" at index 3$/,
+    ],
+    // Past 128 characters the checks use regular expressions instead of a
+    // loop: the same answers, at any position.
+    [
+      "CR at index 128 of a 129-character value",
+      "200 OK",
+      [["X-A", "a".repeat(128) + "\r"]],
+      "TypeError",
+      /value contains control character "\\r" at index 128$/,
+    ],
+    [
+      "CR at index 127 of a 128-character value",
+      "200 OK",
+      [["X-A", "a".repeat(127) + "\r"]],
+      "TypeError",
+      /value contains control character "\\r" at index 127$/,
+    ],
+    [
+      "NUL at the start of a long value",
+      "200 OK",
+      [["X-A", "\0" + "a".repeat(300)]],
+      "TypeError",
+      /value contains control character "\\u0000" at index 0$/,
+    ],
+    [
+      "long value: control character after one above latin-1",
+      "200 OK",
+      [["X-A", "\u20ac" + "a".repeat(300) + "\x7f"]],
+      "TypeError",
+      /value contains control character "\x7f" at index 301$/,
+    ],
+    [
+      "long value above latin-1",
+      "200 OK",
+      [["X-A", "\t" + "\xff".repeat(300) + "\u0100"]],
+      "TypeError",
+      /value contains character "Ā" at index 301, which is not latin-1$/,
+    ],
+    [
+      "tab in a long name",
+      "200 OK",
+      [["X" + "-".repeat(200) + "\tA", "1"]],
+      "TypeError",
+      /name contains control character "\\t" at index 201$/,
+    ],
+    [
+      "long name above latin-1",
+      "200 OK",
+      [["X" + "-".repeat(200) + "\u0100", "1"]],
+      "TypeError",
+      /name contains character "Ā" at index 201, which is not latin-1$/,
+    ],
+    [
+      "LF in a long status",
+      "200 " + "x".repeat(200) + "\n",
+      [],
+      "TypeError",
+      /control character "\\n" at index 204$/,
+    ],
+    [
+      "long status above latin-1",
+      "200 " + "x".repeat(200) + "\u0100",
+      [],
+      "TypeError",
+      /contains character "Ā" at index 204, which is not latin-1$/,
+    ],
     ...[
       "Connection",
       "keep-alive",
@@ -836,6 +908,12 @@ Deno.test("BaseHandler.startResponse() accepts what wsgiref accepts", async (t) 
       "b=2",
     ]]],
     ["huge value", "200 OK", [["X-Big", "x".repeat(1 << 20)]]],
+    ["long latin-1 value with tabs", "200 OK", [[
+      "X-A",
+      "\t\xff".repeat(200),
+    ]]],
+    ["128-character value", "200 OK", [["X-A", "\xe9".repeat(128)]]],
+    ["long status", "200 " + "\xe9".repeat(300), []],
   ];
   for (const [label, status, headers] of rows) {
     await t.step(label, () => {
@@ -1615,6 +1693,11 @@ Deno.test("SimpleHandler reads a reader stdin no further than CONTENT_LENGTH", a
     ["CONTENT_LENGTH empty", { CONTENT_LENGTH: "" }, ""],
     ["CONTENT_LENGTH 0", { CONTENT_LENGTH: "0" }, ""],
     ["CONTENT_LENGTH with spaces", { CONTENT_LENGTH: " 3 " }, "hel"],
+    [
+      "CONTENT_LENGTH of 15 digits",
+      { CONTENT_LENGTH: "9".repeat(15) },
+      "hello world, and more",
+    ],
   ];
   for (const [label, environ, expected] of rows) {
     await t.step(label, async () => {
@@ -1636,7 +1719,20 @@ Deno.test("SimpleHandler reads a reader stdin no further than CONTENT_LENGTH", a
       if (expected === "") assert.equal(stdin.state.calls, 0);
     });
   }
-  for (const bad of ["abc", "-1", "1e3", "0x10", "1.5", "9".repeat(16)]) {
+  for (
+    const bad of [
+      "abc",
+      "-1",
+      "+5",
+      "1e3",
+      "0x10",
+      "1.5",
+      "5 5",
+      "   ",
+      "\u0665",
+      "9".repeat(16),
+    ]
+  ) {
     await t.step(`bad CONTENT_LENGTH ${JSON.stringify(bad)}`, async () => {
       const stdin = reader("hello");
       const stdout = new Sink();
@@ -2112,6 +2208,10 @@ Deno.test("readEnviron() re-encodes request variables to latin-1 as CPython", as
       QUERY_STRING: "q=é",
       REMOTE_USER: "é",
       REMOTE_ADDR: "é",
+      // Longer than 128 characters: scanned with a regular expression.
+      HTTP_X_LONG: "a".repeat(200) + "é",
+      HTTP_X_LONG_ASCII: "a".repeat(200),
+      OTHER_LONG: "a".repeat(200) + "é",
     },
     { args: ["read"] },
   );
@@ -2128,6 +2228,9 @@ Deno.test("readEnviron() re-encodes request variables to latin-1 as CPython", as
   assert.equal(environ.QUERY_STRING, "q=\xc3\xa9");
   assert.equal(environ.REMOTE_USER, "\xc3\xa9");
   assert.equal(environ.REMOTE_ADDR, "é");
+  assert.equal(environ.HTTP_X_LONG, "a".repeat(200) + "\xc3\xa9");
+  assert.equal(environ.HTTP_X_LONG_ASCII, "a".repeat(200));
+  assert.equal(environ.OTHER_LONG, "a".repeat(200) + "é");
 });
 
 Deno.test("readEnviron() rebuilds PATH_INFO and QUERY_STRING from REQUEST_URI", async (t) => {
