@@ -1,0 +1,1548 @@
+// Tests of simple_server.ts over real sockets: servers on 127.0.0.1, port 0,
+// raw `Deno.connect` requests where `fetch` would normalise the wire.
+
+import assert from "node:assert/strict";
+import {
+  demoApp,
+  makeServer,
+  type MakeServerOptions,
+  ServerHandler,
+  toFetchHandler,
+  WSGIRequestHandler,
+  WSGIServer,
+} from "../simple_server.ts";
+import { StringErrorStream } from "../_io.ts";
+import { FileWrapper } from "../util.ts";
+import type {
+  Application,
+  Environ,
+  HeaderList,
+  InputStream,
+  StartResponse,
+} from "../types.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const SERVER = `WSGIServer/0.2 Deno/${Deno.version.deno}`;
+const ERROR_PAGE =
+  "A server error occurred.  Please contact the administrator.";
+const FIXTURES = new URL("./fixtures_server/", import.meta.url);
+const SIMPLE_SERVER = new URL("../simple_server.ts", import.meta.url).pathname;
+const HELLO_EXAMPLE = new URL("../examples/hello.ts", import.meta.url).pathname;
+
+/** Bytes of a latin-1 string (each char one byte). */
+function latin1(s: string): Uint8Array<ArrayBuffer> {
+  return Uint8Array.from(s, (c) => c.charCodeAt(0));
+}
+
+/** A latin-1 string of bytes. */
+function fromLatin1(bytes: Uint8Array): string {
+  let out = "";
+  for (const b of bytes) out += String.fromCharCode(b);
+  return out;
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+function text(body: string, headers: HeaderList = []): Application {
+  return (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"], ...headers]);
+    return [encoder.encode(body)];
+  };
+}
+
+/** A promise and its resolver. */
+function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
+  let open!: (value: T) => void;
+  const promise = new Promise<T>((resolve) => open = resolve);
+  return { promise, open };
+}
+
+/** Wait (bounded) until `done()` is true. */
+async function until(done: () => boolean, what: string, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** A server whose logs (access and errors) go to `log`. */
+function logged(log: StringErrorStream, base = WSGIRequestHandler) {
+  return class extends base {
+    override getStderr() {
+      return log;
+    }
+  };
+}
+
+interface Context {
+  server: WSGIServer;
+  port: number;
+  log: StringErrorStream;
+  url: string;
+}
+
+/** Serve `app` on 127.0.0.1, port 0, while `body` runs, then shut down. */
+async function withServer(
+  app: Application,
+  body: (context: Context) => Promise<void>,
+  options: MakeServerOptions = {},
+): Promise<void> {
+  const log = new StringErrorStream();
+  const server = makeServer("127.0.0.1", 0, app, {
+    ...options,
+    handlerClass: logged(log, options.handlerClass),
+  });
+  const serving = server.serveForever();
+  try {
+    await body({
+      server,
+      port: server.serverPort,
+      log,
+      url: `http://127.0.0.1:${server.serverPort}`,
+    });
+  } finally {
+    await server.shutdown();
+    await serving;
+  }
+}
+
+/**
+ * Send raw bytes (a request with `Connection: close`) and read the raw
+ * response until the server closes the connection.
+ */
+async function rawRequest(
+  port: number,
+  request: string | Uint8Array,
+): Promise<Uint8Array> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    let data = typeof request === "string" ? latin1(request) : request;
+    while (data.length > 0) data = data.subarray(await conn.write(data));
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 100_000; i++) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+    }
+    return concat(chunks);
+  } finally {
+    conn.close();
+  }
+}
+
+/** The raw response as a latin-1 string, its `date:` value replaced. */
+function normalised(response: Uint8Array): string {
+  return fromLatin1(response).replace(
+    /\r\ndate: [A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT\r\n/,
+    "\r\ndate: <date>\r\n",
+  );
+}
+
+/** Undo chunked transfer coding; `complete` is false if cut short. */
+function dechunk(body: string): { body: string; complete: boolean } {
+  let out = "";
+  let rest = body;
+  for (let i = 0; i < 100_000; i++) {
+    const eol = rest.indexOf("\r\n");
+    if (eol < 0) return { body: out, complete: false };
+    const size = parseInt(rest.slice(0, eol), 16);
+    if (size === 0) return { body: out, complete: rest === "0\r\n\r\n" };
+    out += rest.slice(eol + 2, eol + 2 + size);
+    rest = rest.slice(eol + 4 + size);
+  }
+  throw new Error("Too many chunks");
+}
+
+/** An application that records the environ it was called with. */
+function recorder(): { app: Application; environs: Environ[] } {
+  const environs: Environ[] = [];
+  const app: Application = (environ, startResponse) => {
+    environs.push(environ);
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return [encoder.encode("ok")];
+  };
+  return { app, environs };
+}
+
+const STRING_KEYS = [
+  "REQUEST_METHOD",
+  "SCRIPT_NAME",
+  "PATH_INFO",
+  "QUERY_STRING",
+  "CONTENT_TYPE",
+  "CONTENT_LENGTH",
+  "SERVER_NAME",
+  "SERVER_PORT",
+  "SERVER_PROTOCOL",
+  "SERVER_SOFTWARE",
+  "GATEWAY_INTERFACE",
+  "REMOTE_ADDR",
+  "REMOTE_HOST",
+];
+
+function cgiVariables(environ: Environ): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(environ).filter(([key]) =>
+      STRING_KEYS.includes(key) || key.startsWith("HTTP_")
+    ),
+  ) as Record<string, string>;
+}
+
+// ---------------------------------------------------------------- environ
+
+Deno.test("WSGIRequestHandler.getEnviron() builds the CGI variables from the raw request", async () => {
+  const { app, environs } = recorder();
+  await withServer(app, async ({ port }) => {
+    const request = concat([
+      latin1("GET /a%2Fb/caf%C3%A9/"),
+      latin1("\xc3\xa9"), // raw UTF-8 bytes of "é" in the target
+      latin1("?q=%41&x="),
+      latin1("\xc3\xa9"),
+      latin1(
+        " HTTP/1.1\r\nHost: example.test:8080\r\nX-CuStOm-Name: Value\r\n" +
+          "X-Rep: 1\r\nx-rep: 2\r\nX-Latin: ",
+      ),
+      latin1("\xc3\xa9"),
+      latin1(
+        "\r\nServer-Name: evil\r\nPath-Info: /evil\r\nConnection: close\r\n\r\n",
+      ),
+    ]);
+    const response = normalised(await rawRequest(port, request));
+    assert.equal(
+      response,
+      `HTTP/1.1 200 OK\r\nServer: ${SERVER}\r\nContent-Type: text/plain\r\n` +
+        "content-length: 2\r\ndate: <date>\r\n" +
+        "connection: close\r\n\r\nok",
+    );
+    assert.deepEqual(cgiVariables(environs[0]), {
+      CONTENT_LENGTH: "",
+      CONTENT_TYPE: "text/plain",
+      GATEWAY_INTERFACE: "CGI/1.1",
+      HTTP_CONNECTION: "close",
+      HTTP_HOST: "example.test:8080",
+      HTTP_X_CUSTOM_NAME: "Value",
+      HTTP_X_LATIN: "\xc3\xa9",
+      HTTP_X_REP: "1, 2",
+      PATH_INFO: "/a/b/caf\xc3\xa9/\xc3\xa9",
+      QUERY_STRING: "q=%41&x=\xc3\xa9",
+      REMOTE_ADDR: "127.0.0.1",
+      REMOTE_HOST: "",
+      REQUEST_METHOD: "GET",
+      SCRIPT_NAME: "",
+      SERVER_NAME: "localhost",
+      SERVER_PORT: String(port),
+      SERVER_PROTOCOL: "HTTP/1.1",
+      SERVER_SOFTWARE: "WSGIServer/0.2",
+    });
+  });
+});
+
+Deno.test("WSGIRequestHandler.getEnviron() sets the wsgi.* keys and no process variable", async () => {
+  const { app, environs } = recorder();
+  Deno.env.set("WSGIREF_TEST_SECRET", "do not leak");
+  try {
+    await withServer(app, async ({ url }) => {
+      const response = await fetch(`${url}/`);
+      assert.equal(await response.text(), "ok");
+    });
+  } finally {
+    Deno.env.delete("WSGIREF_TEST_SECRET");
+  }
+  const environ = environs[0];
+  assert.deepEqual(environ["wsgi.version"], [1, 0]);
+  assert.equal(environ["wsgi.url_scheme"], "http");
+  assert.equal(environ["wsgi.multithread"], false);
+  assert.equal(environ["wsgi.multiprocess"], false);
+  assert.equal(environ["wsgi.run_once"], false);
+  assert.equal(environ["wsgi.file_wrapper"], FileWrapper);
+  assert.equal(typeof environ["wsgi.input"]?.read, "function");
+  assert.equal(typeof environ["wsgi.errors"]?.writelines, "function");
+  assert.equal("WSGIREF_TEST_SECRET" in environ, false);
+  assert.equal("PATH" in environ, false);
+  assert.equal("HOME" in environ, false);
+});
+
+Deno.test("WSGIRequestHandler.getEnviron() splits and decodes the request target", async (t) => {
+  const { app, environs } = recorder();
+  const rows: [string, string, string][] = [
+    ["/", "/", ""],
+    ["/a%20b", "/a b", ""],
+    ["/%2F%2f", "///", ""],
+    ["/%zz%4", "/%zz%4", ""],
+    ["/%e9%C3%A9", "/\xe9\xc3\xa9", ""],
+    ["/%00%0D%0A", "/\x00\r\n", ""],
+    ["/x?", "/x", ""],
+    ["/x?a=1&b", "/x", "a=1&b"],
+    ["/x?a?b=%20", "/x", "a?b=%20"],
+    // http.server reduces a leading "//" (gh-87389).
+    ["//double//slash", "/double//slash", ""],
+    ["///x?//y", "/x", "//y"],
+    ["//", "/", ""],
+    ["/a/../b", "/a/../b", ""],
+    ["/x?q#frag", "/x", "q#frag"],
+  ];
+  await withServer(app, async ({ port }) => {
+    for (const [target, path, query] of rows) {
+      await t.step(target, async () => {
+        const response = fromLatin1(
+          await rawRequest(
+            port,
+            `GET ${target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        assert.match(response, /^HTTP\/1.1 200 OK\r\n/);
+        const environ = environs.at(-1)!;
+        assert.equal(environ.PATH_INFO, path);
+        assert.equal(environ.QUERY_STRING, query);
+      });
+    }
+  });
+});
+
+Deno.test("WSGIRequestHandler.getEnviron() keeps the method and Content-Type as sent", async () => {
+  const { app, environs } = recorder();
+  await withServer(app, async ({ port }) => {
+    await rawRequest(
+      port,
+      "DELETE /x HTTP/1.1\r\nHost: h\r\nContent-Type: application/json; charset=utf-8\r\n" +
+        "Connection: close\r\n\r\n",
+    );
+    await rawRequest(
+      port,
+      "PROPFIND /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+  });
+  assert.equal(environs[0].REQUEST_METHOD, "DELETE");
+  assert.equal(environs[0].CONTENT_TYPE, "application/json; charset=utf-8");
+  assert.equal("HTTP_CONTENT_TYPE" in environs[0], false);
+  assert.equal(environs[1].REQUEST_METHOD, "PROPFIND");
+  assert.equal(environs[1].CONTENT_TYPE, "text/plain");
+});
+
+Deno.test("toFetchHandler() takes SERVER_NAME, SERVER_PORT and the scheme from the URL", async (t) => {
+  const { app, environs } = recorder();
+  const handler = toFetchHandler(app, { quiet: true });
+  const rows: [string, string, string, string][] = [
+    ["http://example.com/", "example.com", "80", "http"],
+    ["http://example.com:8080/x", "example.com", "8080", "http"],
+    ["https://example.com/", "example.com", "443", "https"],
+    ["https://example.com:8443/?q", "example.com", "8443", "https"],
+    ["http://[::1]:9000/", "::1", "9000", "http"],
+    ["http://[::1]/", "::1", "80", "http"],
+  ];
+  for (const [url, name, port, scheme] of rows) {
+    await t.step(url, async () => {
+      const response = await handler(new Request(url));
+      assert.equal(await response.text(), "ok");
+      const environ = environs.at(-1)!;
+      assert.equal(environ.SERVER_NAME, name);
+      assert.equal(environ.SERVER_PORT, port);
+      assert.equal(environ["wsgi.url_scheme"], scheme);
+      assert.equal(environ.HTTPS, scheme === "https" ? "on" : undefined);
+      assert.equal("REMOTE_ADDR" in environ, false);
+    });
+  }
+});
+
+Deno.test("toFetchHandler() takes REMOTE_ADDR from the handler info", async () => {
+  const { app, environs } = recorder();
+  const handler = toFetchHandler(app, { quiet: true });
+  const response = await handler(new Request("http://h/"), {
+    remoteAddr: { transport: "tcp", hostname: "192.0.2.7", port: 4321 },
+    completed: Promise.resolve(),
+  });
+  await response.body?.cancel();
+  assert.equal(environs[0].REMOTE_ADDR, "192.0.2.7");
+});
+
+Deno.test("toFetchHandler() refuses an application that is not a function", () => {
+  for (const app of [null, undefined, "app", {}, [demoApp]]) {
+    assert.throws(
+      () => toFetchHandler(app as unknown as Application),
+      (error: Error) =>
+        error instanceof TypeError &&
+        error.message.startsWith(
+          "Cannot make a fetch handler: the application must be a function, not",
+        ),
+    );
+  }
+});
+
+// ------------------------------------------------------------------ bodies
+
+/** Echo the body back, with CONTENT_LENGTH in a header. */
+const echoApp: Application = (environ, startResponse) => {
+  const body = (environ["wsgi.input"] as InputStream).read();
+  startResponse("200 OK", [
+    ["Content-Type", "application/octet-stream"],
+    ["X-Content-Length", String(environ.CONTENT_LENGTH)],
+  ]);
+  return [body];
+};
+
+async function tempDirEntries(dir: string): Promise<string[]> {
+  return (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
+}
+
+Deno.test("WSGIRequestHandler.handle() reads an empty and a small body into wsgi.input", async (t) => {
+  await withServer(echoApp, async ({ url }) => {
+    await t.step("no body (GET)", async () => {
+      const response = await fetch(`${url}/`);
+      assert.equal(response.headers.get("x-content-length"), "");
+      assert.equal((await response.bytes()).length, 0);
+    });
+    await t.step("empty body, Content-Length: 0", async () => {
+      const response = await fetch(`${url}/`, { method: "POST", body: "" });
+      assert.equal(response.headers.get("x-content-length"), "0");
+      assert.equal((await response.bytes()).length, 0);
+    });
+    await t.step("small body with every byte value", async () => {
+      const body = Uint8Array.from({ length: 512 }, (_, i) => i % 256);
+      const response = await fetch(`${url}/`, { method: "PUT", body });
+      assert.equal(response.headers.get("x-content-length"), "512");
+      assert.deepEqual(await response.bytes(), body);
+    });
+  });
+});
+
+Deno.test("WSGIRequestHandler.handle() spools a body above spoolThreshold and removes the file", async (t) => {
+  const tempDir = await Deno.makeTempDir({ prefix: "wsgiref-test-" });
+  let inputName = "";
+  let entriesDuringApp: string[] = [];
+  const app: Application = async (environ, startResponse) => {
+    const input = environ["wsgi.input"] as InputStream;
+    inputName = input.constructor.name;
+    entriesDuringApp = await tempDirEntries(tempDir);
+    const first = input.readline();
+    const rest = input.read();
+    startResponse("200 OK", [
+      ["Content-Type", "application/octet-stream"],
+      ["X-Content-Length", String(environ.CONTENT_LENGTH)],
+    ]);
+    return [first, rest];
+  };
+  const body = concat([
+    encoder.encode("first line\n"),
+    Uint8Array.from({ length: 5000 }, (_, i) => (i * 7) % 256),
+  ]);
+  try {
+    await withServer(app, async ({ url }) => {
+      await t.step("with Content-Length", async () => {
+        const response = await fetch(`${url}/`, { method: "POST", body });
+        assert.equal(response.status, 200);
+        assert.equal(response.headers.get("x-content-length"), "5011");
+        assert.deepEqual(await response.bytes(), body);
+        assert.equal(inputName, "ReaderInput");
+      });
+      await t.step("chunked, no Content-Length", async () => {
+        const stream = ReadableStream.from([
+          body.subarray(0, 700),
+          body.subarray(700, 3000),
+          body.subarray(3000),
+        ]);
+        const response = await fetch(`${url}/`, {
+          method: "POST",
+          body: stream,
+        });
+        assert.equal(response.headers.get("x-content-length"), "5011");
+        assert.deepEqual(await response.bytes(), body);
+        assert.equal(inputName, "ReaderInput");
+      });
+    }, { spoolThreshold: 1000, tempDir });
+    // Unlinked as soon as it was opened, where the system allows it.
+    if (Deno.build.os !== "windows") assert.deepEqual(entriesDuringApp, []);
+    assert.deepEqual(await tempDirEntries(tempDir), []);
+  } finally {
+    await Deno.remove(tempDir, { recursive: true });
+  }
+});
+
+Deno.test("WSGIRequestHandler.handle() removes a spooled body after an error", async () => {
+  const tempDir = await Deno.makeTempDir({ prefix: "wsgiref-test-" });
+  try {
+    await withServer(() => {
+      throw new Error("boom");
+    }, async ({ url, log }) => {
+      const response = await fetch(`${url}/`, {
+        method: "POST",
+        body: new Uint8Array(3000),
+      });
+      assert.equal(response.status, 500);
+      assert.equal(await response.text(), ERROR_PAGE);
+      assert.match(log.value, /Error: boom/);
+    }, { spoolThreshold: 100, tempDir });
+    assert.deepEqual(await tempDirEntries(tempDir), []);
+  } finally {
+    await Deno.remove(tempDir, { recursive: true });
+  }
+});
+
+Deno.test("WSGIRequestHandler.handle() sets CONTENT_LENGTH for a chunked upload kept in memory", async () => {
+  await withServer(echoApp, async ({ url }) => {
+    const response = await fetch(`${url}/`, {
+      method: "POST",
+      body: ReadableStream.from([encoder.encode("ab"), encoder.encode("cde")]),
+    });
+    assert.equal(response.headers.get("x-content-length"), "5");
+    assert.equal(await response.text(), "abcde");
+  });
+});
+
+Deno.test("WSGIRequestHandler.handle() answers 413 to a body over maxBodySize without calling the application", async (t) => {
+  let calls = 0;
+  const app: Application = (environ, startResponse) => {
+    calls++;
+    return echoApp(environ, startResponse);
+  };
+  await withServer(app, async ({ url, port, log }) => {
+    await t.step("Content-Length just at the maximum", async () => {
+      const response = await fetch(`${url}/`, {
+        method: "POST",
+        body: new Uint8Array(100),
+      });
+      assert.equal(response.status, 200);
+      assert.equal((await response.bytes()).length, 100);
+      assert.equal(calls, 1);
+    });
+    await t.step("Content-Length over the maximum", async () => {
+      const response = normalised(
+        await rawRequest(
+          port,
+          "POST /big HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\nConnection: close\r\n\r\n" +
+            "x".repeat(101),
+        ),
+      );
+      assert.equal(
+        response,
+        `HTTP/1.1 413 Payload Too Large\r\nServer: ${SERVER}\r\n` +
+          "Content-Type: text/plain; charset=utf-8\r\ncontent-length: 43\r\ndate: <date>\r\n" +
+          "connection: close\r\n\r\nThe request body is larger than 100 bytes.\n",
+      );
+      assert.equal(calls, 1);
+      assert.match(log.value, /"POST \/big HTTP\/1.1" 413 43\n/);
+    });
+    await t.step("chunked body growing over the maximum", async () => {
+      const response = await fetch(`${url}/`, {
+        method: "POST",
+        body: ReadableStream.from([new Uint8Array(60), new Uint8Array(60)]),
+      });
+      assert.equal(response.status, 413);
+      await response.body?.cancel();
+      assert.equal(calls, 1);
+    });
+  }, { maxBodySize: 100, spoolThreshold: 10 });
+});
+
+// --------------------------------------------------------------- responses
+
+Deno.test("ServerHandler sends a one-chunk Array as a fixed-length body", async () => {
+  await withServer(text("Hello world!"), async ({ port }) => {
+    assert.equal(
+      normalised(
+        await rawRequest(
+          port,
+          "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        ),
+      ),
+      `HTTP/1.1 200 OK\r\nServer: ${SERVER}\r\n` +
+        "Content-Type: text/plain\r\ncontent-length: 12\r\ndate: <date>\r\n" +
+        "connection: close\r\n\r\nHello world!",
+    );
+  });
+});
+
+Deno.test("ServerHandler keeps the application's headers, Server and repeats included", async () => {
+  const app: Application = (_environ, startResponse) => {
+    startResponse("201 Created", [
+      ["Content-Type", "text/html"],
+      ["Set-Cookie", "a=1"],
+      ["Set-Cookie", "b=2"],
+      ["server", "mine/1.0"],
+      ["X-Empty", ""],
+    ]);
+    return [encoder.encode("<p>"), encoder.encode("made</p>")];
+  };
+  await withServer(app, async ({ port }) => {
+    assert.equal(
+      normalised(
+        await rawRequest(
+          port,
+          "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+        ),
+      ),
+      "HTTP/1.1 201 Created\r\nContent-Type: text/html\r\nSet-Cookie: a=1\r\n" +
+        "Set-Cookie: b=2\r\nserver: mine/1.0\r\nX-Empty: \r\n" +
+        "content-length: 11\r\ndate: <date>\r\nconnection: close\r\n\r\n" +
+        "<p>made</p>",
+    );
+  });
+});
+
+Deno.test("ServerHandler sends Content-Length: 0 for an empty result, and no body for 204 and HEAD", async (t) => {
+  const app: Application = (environ, startResponse) => {
+    if (environ.PATH_INFO === "/204") {
+      startResponse("204 No Content", []);
+      return [];
+    }
+    if (environ.PATH_INFO === "/empty") {
+      startResponse("200 OK", [["Content-Type", "text/plain"]]);
+      return (function* () {})();
+    }
+    startResponse("200 OK", [
+      ["Content-Type", "text/plain"],
+      ["Content-Length", "1234"],
+    ]);
+    return [];
+  };
+  await withServer(app, async ({ port }) => {
+    const get = (method: string, path: string) =>
+      rawRequest(
+        port,
+        `${method} ${path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+      ).then(normalised);
+    await t.step("204", async () => {
+      assert.equal(
+        await get("GET", "/204"),
+        `HTTP/1.1 204 No Content\r\nServer: ${SERVER}\r\ndate: <date>\r\n` +
+          "connection: close\r\n\r\n",
+      );
+    });
+    await t.step("empty generator", async () => {
+      assert.equal(
+        await get("GET", "/empty"),
+        `HTTP/1.1 200 OK\r\nServer: ${SERVER}\r\n` +
+          "Content-Type: text/plain\r\ncontent-length: 0\r\ndate: <date>\r\n" +
+          "connection: close\r\n\r\n",
+      );
+    });
+    await t.step("HEAD keeps the application's Content-Length", async () => {
+      assert.equal(
+        await get("HEAD", "/head"),
+        `HTTP/1.1 200 OK\r\nServer: ${SERVER}\r\n` +
+          "Content-Type: text/plain\r\ncontent-length: 1234\r\ndate: <date>\r\n" +
+          "connection: close\r\n\r\n",
+      );
+    });
+  });
+});
+
+Deno.test("ServerHandler pulls a generator only as the client reads", async () => {
+  // 256 MiB if produced eagerly; the kernel's socket buffers (at most some
+  // tens of MiB) and the client's hold far less.
+  const total = 4096;
+  let produced = 0;
+  let closed = 0;
+  const app: Application = (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "application/octet-stream"]]);
+    const chunk = new Uint8Array(64 * 1024);
+    const chunks = (function* () {
+      for (let i = 0; i < total; i++) {
+        produced++;
+        yield chunk;
+      }
+    })();
+    return Object.assign(chunks, { close: () => void closed++ });
+  };
+  await withServer(app, async ({ url }) => {
+    const response = await fetch(url);
+    const reader = response.body!.getReader();
+    let received = 0;
+    while (received < 64 * 1024) {
+      received += (await reader.read()).value!.length;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.ok(produced < total / 4, `${produced} of ${total} chunks produced`);
+    await reader.cancel();
+    await until(() => closed > 0, "close()");
+    assert.equal(closed, 1);
+    assert.ok(produced < total);
+  });
+});
+
+Deno.test("ServerHandler streams every chunk of a generator, then closes it", async () => {
+  let closed = 0;
+  const app: Application = (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "application/octet-stream"]]);
+    const chunks = (function* () {
+      for (let i = 0; i < 100; i++) yield new Uint8Array(10_000).fill(i);
+    })();
+    return Object.assign(chunks, { close: () => void closed++ });
+  };
+  await withServer(app, async ({ url }) => {
+    const response = await fetch(url);
+    assert.equal(response.headers.get("content-length"), null);
+    const body = await response.bytes();
+    assert.equal(body.length, 1_000_000);
+    for (let i = 0; i < 100; i++) {
+      assert.ok(
+        body.subarray(i * 10_000, (i + 1) * 10_000).every((b) => b === i),
+      );
+    }
+    await until(() => closed > 0, "close()");
+    assert.equal(closed, 1);
+  });
+});
+
+Deno.test("ServerHandler sends chunked transfer coding for a generator, its own length when set", async () => {
+  const app: Application = (environ, startResponse) => {
+    const headers: HeaderList = [["Content-Type", "text/plain"]];
+    if (environ.PATH_INFO === "/length") headers.push(["Content-Length", "6"]);
+    startResponse("200 OK", headers);
+    return (function* () {
+      yield encoder.encode("abc");
+      yield new Uint8Array(0);
+      yield encoder.encode("def");
+    })();
+  };
+  await withServer(app, async ({ port }) => {
+    const chunked = normalised(
+      await rawRequest(
+        port,
+        "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+      ),
+    );
+    const [head, body] = chunked.split("\r\n\r\n", 2) as [string, string];
+    assert.equal(
+      head,
+      `HTTP/1.1 200 OK\r\nServer: ${SERVER}\r\n` +
+        "Content-Type: text/plain\r\ntransfer-encoding: chunked\r\ndate: <date>\r\n" +
+        "connection: close",
+    );
+    // Deno.serve may merge chunks on the wire.
+    assert.deepEqual(dechunk(chunked.slice(head.length + 4)), {
+      body: "abcdef",
+      complete: true,
+    });
+    assert.ok(body.startsWith("3\r\nabc\r\n") || body.startsWith("6\r\n"));
+    const fixed = normalised(
+      await rawRequest(
+        port,
+        "GET /length HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+      ),
+    );
+    assert.equal(
+      fixed,
+      `HTTP/1.1 200 OK\r\nServer: ${SERVER}\r\n` +
+        "Content-Type: text/plain\r\ncontent-length: 6\r\ndate: <date>\r\n" +
+        "connection: close\r\n\r\nabcdef",
+    );
+  });
+});
+
+Deno.test("ServerHandler streams an AsyncIterable from an async application", async () => {
+  let closed = 0;
+  const app: Application = async (_environ, startResponse) => {
+    await null;
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    const body = (async function* () {
+      for (const part of ["one ", "two ", "three"]) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        yield encoder.encode(part);
+      }
+    })();
+    // An async close(), awaited by the server.
+    const close = () => Promise.resolve().then(() => void closed++);
+    return Object.assign(body, { close });
+  };
+  await withServer(app, async ({ url }) => {
+    const response = await fetch(url);
+    assert.equal(await response.text(), "one two three");
+    await until(() => closed > 0, "close()");
+    assert.equal(closed, 1);
+  });
+});
+
+Deno.test("ServerHandler sends write() output before the result", async (t) => {
+  const app: Application = (environ, startResponse) => {
+    const write = startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    write(encoder.encode("a"));
+    write(new Uint8Array(0));
+    write(encoder.encode("b"));
+    if (environ.PATH_INFO === "/list") return [encoder.encode("c")];
+    return (function* () {
+      yield encoder.encode("c");
+      write(encoder.encode("d"));
+      yield encoder.encode("e");
+    })();
+  };
+  await withServer(app, async ({ url, log }) => {
+    await t.step("Array result", async () => {
+      const response = await fetch(`${url}/list`);
+      // Every byte is known before the response starts: a fixed length.
+      assert.equal(response.headers.get("content-length"), "3");
+      assert.equal(await response.text(), "abc");
+    });
+    await t.step("generator, writing in between", async () => {
+      const response = await fetch(`${url}/gen`);
+      assert.equal(response.headers.get("content-length"), null);
+      assert.equal(await response.text(), "abcde");
+    });
+    assert.match(log.value, /"GET \/list HTTP\/1.1" 200 3\n/);
+    assert.match(log.value, /"GET \/gen HTTP\/1.1" 200 5\n/);
+  });
+});
+
+Deno.test("ServerHandler waits for the first non-empty chunk before sending the headers", async () => {
+  // PEP 3333: until then, the application may still change its mind.
+  const app: Application = (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return (function* () {
+      yield new Uint8Array(0);
+      try {
+        throw new Error("not found after all");
+      } catch (error) {
+        startResponse("404 Not Found", [["Content-Type", "text/html"]], error);
+      }
+      yield new Uint8Array(0);
+      yield encoder.encode("<h1>Not Found</h1>");
+    })();
+  };
+  await withServer(app, async ({ url }) => {
+    const response = await fetch(url);
+    assert.equal(response.status, 404);
+    assert.equal(response.headers.get("content-type"), "text/html");
+    assert.equal(await response.text(), "<h1>Not Found</h1>");
+  });
+});
+
+Deno.test("ServerHandler calls the result's close() once for an Array result", async () => {
+  let closed = 0;
+  const app: Application = (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return Object.assign([encoder.encode("x")], { close: () => void closed++ });
+  };
+  await withServer(app, async ({ url }) => {
+    assert.equal(await (await fetch(url)).text(), "x");
+    await until(() => closed > 0, "close()");
+    assert.equal(closed, 1);
+  });
+});
+
+Deno.test("ServerHandler sends a FileWrapper result", async () => {
+  const path = await Deno.makeTempFile({ prefix: "wsgiref-test-" });
+  try {
+    const content = Uint8Array.from({ length: 20_000 }, (_, i) => i % 251);
+    await Deno.writeFile(path, content);
+    const app: Application = (environ, startResponse) => {
+      startResponse("200 OK", [["Content-Type", "application/octet-stream"]]);
+      const Wrapper = environ["wsgi.file_wrapper"]!;
+      return new Wrapper(Deno.openSync(path), 4096);
+    };
+    await withServer(app, async ({ url }) => {
+      assert.deepEqual(await (await fetch(url)).bytes(), content);
+    });
+  } finally {
+    await Deno.remove(path);
+  }
+});
+
+// ------------------------------------------------------------------ errors
+
+Deno.test("ServerHandler answers the error page for an error before the headers, and keeps serving", async (t) => {
+  const cases: [string, Application, RegExp][] = [
+    ["the application throws", () => {
+      throw new Error("app failed");
+    }, /^Error: app failed\n\s+at /m],
+    ["an async application rejects", async () => {
+      await null;
+      throw new RangeError("async failed");
+    }, /^RangeError: async failed\n/m],
+    ["the application throws undefined", () => {
+      throw undefined;
+    }, /^Error: The application threw undefined\n/m],
+    [
+      "the result is not iterable",
+      (_environ, startResponse) => {
+        startResponse("200 OK", []);
+        return 42 as unknown as Uint8Array[];
+      },
+      /^TypeError: Cannot send the response: the application returned number 42, which is not iterable\n/m,
+    ],
+    ["a chunk is a string", (_environ, startResponse) => {
+      startResponse("200 OK", []);
+      return ["text" as unknown as Uint8Array];
+    }, /^AssertionError: write\(\) argument must be a bytes instance\n/m],
+    ["a generator throws before its first chunk", (_environ, startResponse) => {
+      startResponse("200 OK", []);
+      return (function* () {
+        yield new Uint8Array(0);
+        throw new Error("generator failed");
+      })();
+    }, /^Error: generator failed\n/m],
+    ["write() then an error", (_environ, startResponse) => {
+      const write = startResponse("200 OK", []);
+      write(encoder.encode("half a page"));
+      throw new Error("after write");
+    }, /^Error: after write\n/m],
+    [
+      "start_response() never called",
+      () => [],
+      /^AssertionError: The application returned without calling start_response\(\)\n/m,
+    ],
+    ["a status too short", (_environ, startResponse) => {
+      startResponse("200", []);
+      return [];
+    }, /^AssertionError: Status must be at least 4 characters\n/m],
+    [
+      "a status Deno cannot send",
+      (_environ, startResponse) => {
+        startResponse("999 Custom", []);
+        return [encoder.encode("x")];
+      },
+      /^RangeError: Cannot send status "999 Custom": a Response's status must be from 200 to 599\n/m,
+    ],
+    ["a 1xx status", (_environ, startResponse) => {
+      startResponse("103 Early Hints", []);
+      return [];
+    }, /^RangeError: Cannot send status "103 Early Hints"/m],
+    ["CR LF in a header value", (_environ, startResponse) => {
+      startResponse("200 OK", [["X-A", "1\r\nX-Injected: yes"]]);
+      return [];
+    }, /^TypeError: .*control character "\\r"/m],
+    [
+      "a hop-by-hop header",
+      (_environ, startResponse) => {
+        startResponse("200 OK", [["Connection", "close"]]);
+        return [];
+      },
+      /^AssertionError: Hop-by-hop header, 'Connection: close', not allowed\n/m,
+    ],
+    [
+      "a header slipped into the list after startResponse",
+      (_environ, startResponse) => {
+        const headers: HeaderList = [["Content-Type", "text/plain"]];
+        startResponse("200 OK", headers);
+        headers.push(["X-Bad", "a\nb"]);
+        return [encoder.encode("x")];
+      },
+      /^TypeError: /m,
+    ],
+  ];
+  let mode = 0;
+  const app: Application = (environ, startResponse) =>
+    environ.PATH_INFO === "/ok"
+      ? text("still here")(environ, startResponse)
+      : cases[mode][1](environ, startResponse);
+  await withServer(app, async ({ port, url, log }) => {
+    for (const [name, , logged] of cases) {
+      await t.step(name, async () => {
+        log.value = "";
+        assert.equal(
+          normalised(
+            await rawRequest(
+              port,
+              "GET /fail HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            ),
+          ),
+          `HTTP/1.1 500 Internal Server Error\r\nServer: ${SERVER}\r\n` +
+            "Content-Type: text/plain\r\ncontent-length: 59\r\ndate: <date>\r\n" +
+            `connection: close\r\n\r\n${ERROR_PAGE}`,
+        );
+        assert.match(log.value, logged);
+        assert.match(log.value, /"GET \/fail HTTP\/1.1" 500 59\n$/);
+        const response = await fetch(`${url}/ok`);
+        assert.equal(await response.text(), "still here");
+        mode++;
+      });
+    }
+  });
+});
+
+Deno.test("ServerHandler cuts the response short for an error after the headers, and keeps serving", async () => {
+  let closed = 0;
+  const app: Application = (environ, startResponse) => {
+    if (environ.PATH_INFO === "/ok") {
+      return text("still here")(environ, startResponse);
+    }
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    const body = (function* () {
+      yield encoder.encode("first part;");
+      throw new Error("failed mid-way");
+    })();
+    return Object.assign(body, { close: () => void closed++ });
+  };
+  await withServer(app, async ({ port, url, log }) => {
+    const response = fromLatin1(
+      await rawRequest(
+        port,
+        "GET /fail HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+      ),
+    );
+    assert.match(response, /^HTTP\/1.1 200 OK\r\n/);
+    assert.match(response, /\r\ntransfer-encoding: chunked\r\n/);
+    const body = response.slice(response.indexOf("\r\n\r\n") + 4);
+    // No terminating chunk: the client can tell it was cut short.
+    assert.deepEqual(dechunk(body), { body: "first part;", complete: false });
+    await until(() => closed > 0, "close()");
+    assert.equal(closed, 1);
+    assert.match(log.value, /^Error: failed mid-way\n\s+at /m);
+    const again = await fetch(`${url}/ok`);
+    assert.equal(await again.text(), "still here");
+  });
+});
+
+Deno.test("ServerHandler closes the result once when the client goes away mid-response", async () => {
+  let produced = 0;
+  let closed = 0;
+  let finallyRan = 0;
+  const app: Application = (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "application/octet-stream"]]);
+    const body = (function* () {
+      try {
+        for (;;) {
+          produced++;
+          yield new Uint8Array(64 * 1024);
+        }
+      } finally {
+        finallyRan++;
+      }
+    })();
+    return Object.assign(body, { close: () => void closed++ });
+  };
+  await withServer(app, async ({ url, log }) => {
+    const response = await fetch(url);
+    const reader = response.body!.getReader();
+    await reader.read();
+    await reader.cancel();
+    await until(() => closed > 0, "close()");
+    const producedAtClose = produced;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(closed, 1);
+    assert.equal(finallyRan, 1);
+    assert.equal(produced, producedAtClose, "no chunk pulled after close()");
+    assert.match(log.value, /"GET \/ HTTP\/1.1" 200 \d+\n/);
+  });
+});
+
+Deno.test("ServerHandler closes a waiting async result once when the client goes away", async () => {
+  let closed = 0;
+  const stall = gate();
+  const app: Application = (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    const body = (async function* () {
+      yield encoder.encode("waiting...");
+      await stall.promise;
+      yield encoder.encode("too late");
+    })();
+    return Object.assign(body, { close: () => void closed++ });
+  };
+  await withServer(app, async ({ url }) => {
+    const response = await fetch(url);
+    const reader = response.body!.getReader();
+    assert.equal(decoder.decode((await reader.read()).value), "waiting...");
+    await reader.cancel();
+    await until(() => closed > 0, "close()");
+    stall.open();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(closed, 1);
+  });
+});
+
+// ------------------------------------------------------------------ server
+
+Deno.test("WSGIServer answers concurrent requests", async () => {
+  const app: Application = async (environ, startResponse) => {
+    // Answer in the reverse order of arrival.
+    const n = Number(String(environ.PATH_INFO).slice(1));
+    await new Promise((resolve) => setTimeout(resolve, (10 - n) * 5));
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return [encoder.encode(`request ${n}`)];
+  };
+  await withServer(app, async ({ url }) => {
+    const texts = await Promise.all(
+      Array.from(
+        { length: 10 },
+        (_, n) => fetch(`${url}/${n}`).then((r) => r.text()),
+      ),
+    );
+    assert.deepEqual(
+      texts,
+      Array.from({ length: 10 }, (_, n) => `request ${n}`),
+    );
+  });
+});
+
+Deno.test("WSGIServer.handleRequest() answers exactly one request", async () => {
+  const log = new StringErrorStream();
+  await using server = makeServer("127.0.0.1", 0, text("one"), {
+    handlerClass: logged(log),
+  });
+  const url = `http://127.0.0.1:${server.serverPort}/`;
+  let answered = 0;
+  const first = fetch(url).then((r) => r.text()).finally(() => answered++);
+  const second = fetch(url).then((r) => r.text()).finally(() => answered++);
+  // Both wait: neither serveForever() nor handleRequest() runs.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(answered, 0);
+  await server.handleRequest();
+  await until(() => answered === 1, "the first answer");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(answered, 1);
+  // A handleRequest() with nobody waiting takes the next request.
+  await server.handleRequest();
+  await until(() => answered === 2, "the second answer");
+  assert.deepEqual(await Promise.all([first, second]), ["one", "one"]);
+  const later = server.handleRequest();
+  const third = await fetch(url);
+  assert.equal(await third.text(), "one");
+  await later;
+  assert.equal(log.value.match(/ 200 3\n/g)?.length, 3);
+});
+
+Deno.test("WSGIServer.serveForever() answers the requests that waited", async () => {
+  await using server = makeServer("127.0.0.1", 0, text("waited"), {
+    quiet: true,
+  });
+  let answered = false;
+  const pending = fetch(`http://127.0.0.1:${server.serverPort}/`).then((r) =>
+    r.text()
+  ).finally(() => answered = true);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(answered, false);
+  const serving = server.serveForever();
+  assert.equal(await pending, "waited");
+  await server.shutdown();
+  await serving;
+});
+
+Deno.test("WSGIServer.shutdown() lets a request in flight finish, then stops listening", async () => {
+  const release = gate();
+  const started = gate();
+  const app: Application = async (_environ, startResponse) => {
+    started.open();
+    await release.promise;
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return [encoder.encode("finished")];
+  };
+  const server = makeServer("127.0.0.1", 0, app, { quiet: true });
+  const port = server.serverPort;
+  let served = false;
+  const serving = server.serveForever().then(() => served = true);
+  const inFlight = fetch(`http://127.0.0.1:${port}/`);
+  await started.promise;
+  let stopped = false;
+  const stopping = server.shutdown().then(() => stopped = true);
+  assert.equal(server.shutdown(), server.shutdown(), "the same promise");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(stopped, false, "shutdown() waits for the request");
+  assert.equal(served, true, "serveForever() returns at shutdown()");
+  release.open();
+  const response = await inFlight;
+  assert.equal(await response.text(), "finished");
+  await stopping;
+  await serving;
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port }),
+    Deno.errors.ConnectionRefused,
+  );
+  await server.serverClose();
+  await server.serverClose();
+  await assert.rejects(
+    server.handleRequest(),
+    /Cannot handle a request: the server has been shut down/,
+  );
+  await server.serveForever(); // returns at once
+});
+
+Deno.test("WSGIServer releases everything with await using", async () => {
+  let port = 0;
+  {
+    await using server = makeServer("127.0.0.1", 0, text("x"), { quiet: true });
+    port = server.serverPort;
+    server.serveForever();
+    assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), "x");
+  }
+  await assert.rejects(
+    Deno.connect({ hostname: "127.0.0.1", port }),
+    Deno.errors.ConnectionRefused,
+  );
+});
+
+Deno.test("WSGIServer reports its address and base environ", async () => {
+  await using server = new WSGIServer(["127.0.0.1", 0]);
+  assert.equal(server.serverAddress[0], "127.0.0.1");
+  assert.ok(server.serverPort > 0);
+  assert.equal(server.serverAddress[1], server.serverPort);
+  assert.equal(server.serverName, "localhost");
+  assert.deepEqual(server.baseEnviron, {
+    SERVER_NAME: "localhost",
+    GATEWAY_INTERFACE: "CGI/1.1",
+    SERVER_PORT: String(server.serverPort),
+    REMOTE_HOST: "",
+    CONTENT_LENGTH: "",
+    SCRIPT_NAME: "",
+  });
+  assert.equal(server.getApp(), null);
+  server.setApp(demoApp);
+  assert.equal(server.getApp(), demoApp);
+  assert.equal(server.handlerClass, WSGIRequestHandler);
+});
+
+Deno.test("WSGIServer answers 500 when no application is set, and uses setApp() at once", async () => {
+  const log = new StringErrorStream();
+  await using server = new WSGIServer(["127.0.0.1", 0], logged(log));
+  server.serveForever();
+  const url = `http://127.0.0.1:${server.serverPort}/`;
+  const response = await fetch(url);
+  assert.equal(response.status, 500);
+  assert.equal(await response.text(), ERROR_PAGE);
+  assert.match(log.value, /^TypeError: /m);
+  server.setApp(text("now set"));
+  assert.equal(await (await fetch(url)).text(), "now set");
+});
+
+Deno.test("makeServer() refuses bad arguments", async (t) => {
+  const rows: [string, () => unknown, ErrorConstructor, RegExp][] = [
+    [
+      "app null",
+      () => makeServer("127.0.0.1", 0, null as unknown as Application),
+      TypeError,
+      /^Cannot make a server: the application must be a function, not null None$/,
+    ],
+    [
+      "port -1",
+      () => makeServer("127.0.0.1", -1, demoApp),
+      RangeError,
+      /^Cannot create the server: the port must be from 0 to 65535, not -1$/,
+    ],
+    [
+      "port 65536",
+      () => makeServer("127.0.0.1", 65536, demoApp),
+      RangeError,
+      /not 65536$/,
+    ],
+    [
+      "port 1.5",
+      () => makeServer("127.0.0.1", 1.5, demoApp),
+      TypeError,
+      /^Cannot create the server: the port must be an integer, not number 1.5$/,
+    ],
+    [
+      "port string",
+      () => makeServer("127.0.0.1", "80" as unknown as number, demoApp),
+      TypeError,
+      /not string "80"$/,
+    ],
+    [
+      "host number",
+      () => makeServer(1 as unknown as string, 0, demoApp),
+      TypeError,
+      /^Cannot create the server: the address must be \[host, port\], not \(1, 0\)$/,
+    ],
+    [
+      "maxBodySize -1",
+      () => makeServer("127.0.0.1", 0, demoApp, { maxBodySize: -1 }),
+      RangeError,
+      /^Cannot create the server: maxBodySize must be a non-negative integer or Infinity, not -1$/,
+    ],
+    [
+      "spoolThreshold NaN",
+      () => makeServer("127.0.0.1", 0, demoApp, { spoolThreshold: NaN }),
+      RangeError,
+      /spoolThreshold must be a non-negative integer or Infinity, not NaN$/,
+    ],
+    [
+      "spoolThreshold string",
+      () =>
+        makeServer("127.0.0.1", 0, demoApp, {
+          spoolThreshold: "1" as unknown as number,
+        }),
+      TypeError,
+      /^Cannot create the server: spoolThreshold must be a number, not string "1"$/,
+    ],
+  ];
+  for (const [name, make, type, message] of rows) {
+    await t.step(name, () => {
+      assert.throws(make, (error: Error) => {
+        assert.ok(error instanceof type, `${error}`);
+        assert.match(error.message, message);
+        return true;
+      });
+    });
+  }
+});
+
+// -------------------------------------------------------------- access log
+
+Deno.test("WSGIRequestHandler logs each request in Common Log Format", async () => {
+  await withServer(text("Hello world!"), async ({ url, port, log }) => {
+    await (await fetch(`${url}/path?q=1`)).text();
+    await rawRequest(
+      port,
+      "GET /caf%C3%A9/\xc3\xa9?\xc3\xa9 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+    );
+    const lines = log.value.split("\n");
+    assert.match(
+      lines[0],
+      /^127\.0\.0\.1 - - \[\d\d\/[A-Z][a-z]{2}\/\d{4} \d\d:\d\d:\d\d\] "GET \/path\?q=1 HTTP\/1\.1" 200 12$/,
+    );
+    // The target as its bytes, each one char, as http.server logs it.
+    assert.match(
+      lines[1],
+      /\] "GET \/caf%C3%A9\/\xc3\xa9\?\xc3\xa9 HTTP\/1\.1" 200 12$/,
+    );
+    assert.equal(lines[2], "");
+  });
+});
+
+Deno.test("WSGIRequestHandler logs nothing with quiet: true", async () => {
+  await withServer(text("x"), async ({ url, log }) => {
+    await (await fetch(url)).text();
+    assert.equal(log.value, "");
+  }, { quiet: true });
+});
+
+Deno.test("WSGIRequestHandler.logMessage() escapes control characters as http.server does", () => {
+  const log = new StringErrorStream();
+  const Handler = logged(log);
+  const server = new WSGIServer(["", 0], Handler, { bindAndActivate: false });
+  const handler = new Handler(
+    new Request("http://h/"),
+    ["192.0.2.1", 1234],
+    server,
+  );
+  handler.logMessage("a\x01b\\c\x7f\x85\xa0é\n");
+  assert.match(
+    log.value,
+    /^192\.0\.2\.1 - - \[[^\]]+\] a\\x01b\\\\c\\x7f\\x85\xa0é\\x0a\n$/,
+  );
+});
+
+// ----------------------------------------------------------------- demoApp
+
+Deno.test("demoApp() lists the sorted environ as wsgiref's demo_app", () => {
+  let status = "";
+  let headers: HeaderList = [];
+  const startResponse: StartResponse = (s, h) => {
+    status = s;
+    headers = h;
+    return () => {};
+  };
+  const body = demoApp({
+    PATH_INFO: "/caf\xc3\xa9",
+    QUERY_STRING: "a=1&b=it's",
+    REQUEST_METHOD: "GET",
+    "wsgi.multithread": false,
+    "wsgi.version": [1, 0],
+    HTTP_X_A: "tab\there",
+    Z: "\x7f\x85\xa0",
+  }, startResponse);
+  assert.equal(status, "200 OK");
+  assert.deepEqual(headers, [["Content-Type", "text/plain; charset=utf-8"]]);
+  // python3 -c 'from wsgiref.simple_server import demo_app; ...' (3.11)
+  assert.equal(
+    fromLatin1(concat(body)),
+    "Hello world!\n\nHTTP_X_A = 'tab\\there'\n" +
+      "PATH_INFO = '/caf\xc3\x83\xc2\xa9'\n" +
+      "QUERY_STRING = \"a=1&b=it's\"\nREQUEST_METHOD = 'GET'\n" +
+      "Z = '\\x7f\\x85\\xa0'\nwsgi.multithread = False\n" +
+      "wsgi.version = (1, 0)\n",
+  );
+});
+
+Deno.test("demoApp() served shows the request's environ", async () => {
+  await withServer(demoApp, async ({ url, port }) => {
+    const response = await fetch(`${url}/xyz?abc`);
+    assert.equal(
+      response.headers.get("content-type"),
+      "text/plain; charset=utf-8",
+    );
+    const body = await response.text();
+    assert.ok(body.startsWith("Hello world!\n\n"));
+    assert.match(body, /^PATH_INFO = '\/xyz'$/m);
+    assert.match(body, /^QUERY_STRING = 'abc'$/m);
+    assert.match(body, new RegExp(`^SERVER_PORT = '${port}'$`, "m"));
+    assert.match(body, /^wsgi\.input = <BytesInput object>$/m);
+    const keys = body.trim().split("\n").slice(2).map((l) => l.split(" = ")[0]);
+    assert.deepEqual(keys, [...keys].sort());
+  });
+});
+
+// --------------------------------------------------------------------- TLS
+
+Deno.test("makeServer() serves HTTPS with cert and key, wsgi.url_scheme https", async () => {
+  const cert = await Deno.readTextFile(new URL("tls_cert.pem", FIXTURES));
+  const key = await Deno.readTextFile(new URL("tls_key.pem", FIXTURES));
+  const { app, environs } = recorder();
+  using client = Deno.createHttpClient({ caCerts: [cert] });
+  await withServer(app, async ({ port }) => {
+    const response = await fetch(`https://localhost:${port}/secure`, {
+      client,
+    });
+    assert.equal(await response.text(), "ok");
+  }, { cert, key });
+  assert.equal(environs[0]["wsgi.url_scheme"], "https");
+  assert.equal(environs[0].HTTPS, "on");
+  assert.equal(environs[0].PATH_INFO, "/secure");
+});
+
+// ------------------------------------------------------------ program mode
+
+/** Run `args` with deno, wait for "port N", call `body`, then Ctrl-C it. */
+async function withProgram(
+  args: string[],
+  body: (url: string) => Promise<void>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const stderr = child.stderr.pipeThrough(new TextDecoderStream());
+  const stderrText = (async () => {
+    let all = "";
+    for await (const part of stderr) all += part;
+    return all;
+  })();
+  let out = "";
+  try {
+    for (let i = 0; i < 1000 && !/port (\d+)|:(\d+)\//.test(out); i++) {
+      const { done, value } = await stdout.read();
+      if (done) break;
+      out += value;
+    }
+    const match = /port (\d+)|:(\d+)\//.exec(out);
+    assert.ok(match, `no port in ${JSON.stringify(out)}`);
+    await body(`http://127.0.0.1:${match[1] ?? match[2]}`);
+  } finally {
+    child.kill("SIGINT");
+  }
+  for (;;) {
+    const { done, value } = await stdout.read();
+    if (done) break;
+    out += value;
+  }
+  const status = await child.status;
+  return { code: status.code, stdout: out, stderr: await stderrText };
+}
+
+/** Run `args` with deno to the end. */
+async function runProgram(args: string[]) {
+  const { code, stdout, stderr } = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", ...args],
+  }).output();
+  return {
+    code,
+    stdout: decoder.decode(stdout),
+    stderr: decoder.decode(stderr),
+  };
+}
+
+Deno.test("simple_server.ts as a program serves demoApp and stops on Ctrl-C", async () => {
+  const result = await withProgram(
+    [SIMPLE_SERVER, "--host", "127.0.0.1", "--port", "0"],
+    async (url) => {
+      const body = await (await fetch(`${url}/xyz?abc`)).text();
+      assert.ok(body.startsWith("Hello world!\n\n"));
+      assert.match(body, /^PATH_INFO = '\/xyz'$/m);
+    },
+  );
+  assert.equal(result.code, 0);
+  assert.match(
+    result.stdout,
+    /^Serving HTTP on 127\.0\.0\.1 port \d+ \.\.\.\n$/,
+  );
+  assert.match(result.stderr, /"GET \/xyz\?abc HTTP\/1.1" 200 \d+\n/);
+});
+
+Deno.test("simple_server.ts as a program serves a module's application", async (t) => {
+  const rows: [string, string][] = [
+    ["app.ts", "fixture app"],
+    ["app.ts:named", "fixture named"],
+    ["defaultonly.ts", "fixture default"],
+  ];
+  for (const [spec, expected] of rows) {
+    await t.step(spec, async () => {
+      const path = new URL(FIXTURES).pathname + spec;
+      const result = await withProgram(
+        [SIMPLE_SERVER, path, "--port", "0", "--host", "127.0.0.1"],
+        async (url) => {
+          assert.equal(await (await fetch(url)).text(), expected);
+        },
+      );
+      assert.equal(result.code, 0);
+    });
+  }
+});
+
+Deno.test("simple_server.ts as a program refuses a bad module or option", async (t) => {
+  const fixtures = new URL(FIXTURES).pathname;
+  const rows: [string[], number, RegExp][] = [
+    [
+      [`${fixtures}app.ts:notAnApp`],
+      1,
+      /^Cannot load an application from ".*app.ts:notAnApp": The module has no application named "notAnApp"\n$/,
+    ],
+    [
+      [`${fixtures}app.ts:missing`],
+      1,
+      /The module has no application named "missing"\n$/,
+    ],
+    [
+      [`${fixtures}nowhere.ts`],
+      1,
+      /^Cannot load an application from ".*nowhere.ts": /,
+    ],
+    [["--port", "http"], 2, /^Not a port: "http"\nUsage: /],
+    [["--port", "70000"], 2, /^Not a port: "70000"\n/],
+    [["a.ts", "b.ts"], 2, /^Unexpected argument "b.ts"\nUsage: /],
+  ];
+  for (const [args, code, message] of rows) {
+    await t.step(args.join(" ").replace(fixtures, ""), async () => {
+      const result = await runProgram([
+        SIMPLE_SERVER,
+        ...args,
+        "--host",
+        "127.0.0.1",
+      ]);
+      assert.equal(result.code, code);
+      assert.match(result.stderr, message);
+    });
+  }
+});
+
+Deno.test("examples/hello.ts serves its application and stops on Ctrl-C", async () => {
+  const result = await withProgram([HELLO_EXAMPLE, "0"], async (url) => {
+    const response = await fetch(`${url}/caf%C3%A9`);
+    assert.equal(await response.text(), "Hello from /café\n");
+  });
+  assert.equal(result.code, 0);
+  assert.match(result.stdout, /^Serving on http:\/\/127\.0\.0\.1:\d+\/ /);
+});
+
+// ----------------------------------------------------------- ServerHandler
+
+Deno.test("ServerHandler.run() leaves a Response in response", async () => {
+  const handler = new ServerHandler(
+    { readSync: () => null },
+    { write: () => {} },
+    new StringErrorStream(),
+    { REQUEST_METHOD: "GET", SERVER_PROTOCOL: "HTTP/1.1" },
+  );
+  assert.equal(handler.response, null);
+  assert.deepEqual(handler.osEnviron, {});
+  await handler.run(text("done", [["X-A", "1"]]));
+  const response = handler.response!;
+  assert.equal(response.status, 200);
+  assert.deepEqual([...response.headers], [
+    ["content-type", "text/plain"],
+    ["server", SERVER],
+    ["x-a", "1"],
+  ]);
+  assert.equal(await response.text(), "done");
+  // close() has reset the state for the next request.
+  assert.equal(handler.status, null);
+  assert.equal(handler.headersSent, false);
+});
