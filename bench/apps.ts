@@ -1,0 +1,134 @@
+/**
+ * The servers the benchmarks load, each in a process of its own:
+ *
+ * ```sh
+ * deno run -A bench/apps.ts <server> [port]
+ * ```
+ *
+ * `<server>` is one of `SERVERS`' keys: a raw `Deno.serve` baseline
+ * (`raw-*`) or the same work as a gateway-interface application served by
+ * `makeServer` (`wsgi-*`). Once listening, the process prints
+ * `listening <port>` on stdout; it stops on SIGTERM or SIGINT.
+ *
+ * @module
+ */
+
+import { makeServer } from "../simple_server.ts";
+import type { Application, InputStream } from "../types.ts";
+
+const ENCODER = new TextEncoder();
+const HELLO = ENCODER.encode("Hello world!");
+
+/** The size of each chunk of the streamed response and of upload reads. */
+export const CHUNK_SIZE = 64 * 1024;
+
+/** `GET /`: "Hello world!" as `text/plain`. */
+export const helloApp: Application = (_environ, startResponse) => {
+  startResponse("200 OK", [["Content-Type", "text/plain"]]);
+  return [HELLO];
+};
+
+/** `POST /`: read the whole body, answer with its length. */
+export const postApp: Application = (environ, startResponse) => {
+  const body = (environ["wsgi.input"] as InputStream).read();
+  startResponse("200 OK", [["Content-Type", "text/plain"]]);
+  return [ENCODER.encode(String(body.length))];
+};
+
+/** `GET /?bytes=N`: stream N zero bytes (default 1 GiB) in 64 KiB chunks. */
+export const streamApp: Application = (environ, startResponse) => {
+  const wanted = /(?:^|&)bytes=(\d+)/.exec(String(environ.QUERY_STRING));
+  let left = wanted ? Number(wanted[1]) : 1024 ** 3;
+  startResponse("200 OK", [
+    ["Content-Type", "application/octet-stream"],
+    ["Content-Length", String(left)],
+  ]);
+  const chunk = new Uint8Array(CHUNK_SIZE);
+  return (function* () {
+    while (left > 0) {
+      const size = Math.min(left, CHUNK_SIZE);
+      left -= size;
+      yield size === CHUNK_SIZE ? chunk : chunk.subarray(0, size);
+    }
+  })();
+};
+
+/**
+ * `POST /?chunk=N`: read the body in pieces of N bytes (default 64 KiB) to
+ * the end, answer its length.
+ */
+export const uploadApp: Application = (environ, startResponse) => {
+  const input = environ["wsgi.input"] as InputStream;
+  const asked = /(?:^|&)chunk=(\d+)/.exec(String(environ.QUERY_STRING));
+  const size = asked ? Number(asked[1]) : CHUNK_SIZE;
+  let total = 0;
+  for (;;) {
+    const piece = input.read(size);
+    if (piece.length === 0) break;
+    total += piece.length;
+  }
+  startResponse("200 OK", [["Content-Type", "text/plain"]]);
+  return [ENCODER.encode(String(total))];
+};
+
+type Start = (port: number) => { port: number; stop(): Promise<void> };
+
+function raw(handler: Deno.ServeHandler): Start {
+  return (port) => {
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port, onListen() {} },
+      handler,
+    );
+    return { port: server.addr.port, stop: () => server.shutdown() };
+  };
+}
+
+function wsgi(app: Application, maxBodySize?: number): Start {
+  return (port) => {
+    const server = makeServer("127.0.0.1", port, app, {
+      quiet: true,
+      maxBodySize,
+    });
+    server.serveForever();
+    return { port: server.serverPort, stop: () => server.shutdown() };
+  };
+}
+
+/** Every server the benchmarks start, by name. */
+export const SERVERS: Record<string, Start> = {
+  // Deno's hello world takes the request, as any real handler does (with no
+  // parameter at all, Deno.serve skips building the Request).
+  "raw-hello": raw((_request) => new Response("Hello world!")),
+  "wsgi-hello": wsgi(helloApp),
+  "raw-post": raw(async (request) => {
+    try {
+      const body = await request.bytes();
+      return new Response(String(body.length));
+    } catch {
+      return new Response(null, { status: 400 }); // wrk hung up mid-body
+    }
+  }),
+  "wsgi-post": wsgi(postApp),
+  "wsgi-stream": wsgi(streamApp),
+  "wsgi-upload": wsgi(uploadApp, Infinity),
+};
+
+if (import.meta.main) {
+  const [name, port = "0"] = Deno.args;
+  const start = SERVERS[name];
+  if (start === undefined) {
+    console.error(
+      `Usage: deno run -A bench/apps.ts <${
+        Object.keys(SERVERS).join("|")
+      }> [port]`,
+    );
+    Deno.exit(2);
+  }
+  const server = start(Number(port));
+  const stop = () => {
+    server.stop().then(() => Deno.exit(0));
+  };
+  Deno.addSignalListener("SIGTERM", stop);
+  Deno.addSignalListener("SIGINT", stop);
+  console.log(`listening ${server.port}`);
+}

@@ -1,0 +1,154 @@
+/**
+ * Peak memory of `makeServer` with 1 GiB each way:
+ *
+ * ```sh
+ * deno run -A bench/memory_bench.ts [--size 1073741824]
+ * ```
+ *
+ * - `stream`: the application returns a generator of 64 KiB chunks, 1 GiB
+ *   in all; the client reads and discards it.
+ * - `upload`: the client streams a 1 GiB body (chunked, 64 KiB at a time);
+ *   the server spools it to a temporary file, then the application reads
+ *   `wsgi.input` to the end, in 64 KiB pieces, then (another run) in 8 KiB
+ *   pieces. The read size matters: each piece is a new `Uint8Array`, and
+ *   V8 frees them at its own pace.
+ *
+ * Each runs against a fresh server process (`bench/apps.ts`); its peak
+ * resident memory (`VmHWM` in `/proc/<pid>/status`, Linux only) is printed
+ * against the 150 MiB target.
+ *
+ * @module
+ */
+
+const APPS = new URL("./apps.ts", import.meta.url).pathname;
+const MIB = 1024 * 1024;
+const TARGET_MIB = 150;
+const CHUNK = 64 * 1024;
+
+interface Child {
+  process: Deno.ChildProcess;
+  port: number;
+}
+
+async function startServer(name: string): Promise<Child> {
+  const process = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", APPS, name, "0"],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = process.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let out = "";
+  for (let i = 0; i < 100 && !/listening (\d+)\n/.test(out); i++) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  const match = /listening (\d+)\n/.exec(out);
+  if (match === null) throw new Error(`${name} did not start: ${out}`);
+  (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })();
+  return { process, port: Number(match[1]) };
+}
+
+/** `VmHWM` (peak resident set) and `VmRSS` of a process, in MiB. */
+async function memory(pid: number): Promise<{ peak: number; now: number }> {
+  const status = await Deno.readTextFile(`/proc/${pid}/status`);
+  const kib = (key: string) =>
+    Number(new RegExp(`^${key}:\\s+(\\d+) kB$`, "m").exec(status)?.[1]);
+  return { peak: kib("VmHWM") / 1024, now: kib("VmRSS") / 1024 };
+}
+
+async function measure(
+  name: string,
+  server: string,
+  run: (port: number) => Promise<number>,
+  size: number,
+): Promise<boolean> {
+  const child = await startServer(server);
+  try {
+    const before = await memory(child.process.pid);
+    const start = performance.now();
+    const transferred = await run(child.port);
+    const seconds = (performance.now() - start) / 1000;
+    const after = await memory(child.process.pid);
+    if (transferred !== size) {
+      throw new Error(`${name}: ${transferred} bytes, expected ${size}`);
+    }
+    const met = after.peak < TARGET_MIB;
+    console.log(
+      `${name}: ${(size / MIB).toFixed(0)} MiB in ${seconds.toFixed(1)} s (${
+        (size / MIB / seconds).toFixed(0)
+      } MiB/s); server RSS at start ${before.now.toFixed(1)} MiB, peak ${
+        after.peak.toFixed(1)
+      } MiB (target < ${TARGET_MIB} MiB: ${met ? "met" : "NOT met"})`,
+    );
+    return met;
+  } finally {
+    child.process.kill("SIGTERM");
+    await child.process.status;
+  }
+}
+
+/** Download `size` bytes and count them. */
+async function stream(port: number, size: number): Promise<number> {
+  const response = await fetch(`http://127.0.0.1:${port}/?bytes=${size}`);
+  let total = 0;
+  for await (const chunk of response.body!) total += chunk.length;
+  return total;
+}
+
+/** Upload `size` bytes in 64 KiB chunks; the server answers the count. */
+async function upload(
+  port: number,
+  size: number,
+  readSize: number,
+): Promise<number> {
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array<ArrayBuffer>>({
+    pull(controller) {
+      const n = Math.min(CHUNK, size - sent);
+      if (n === 0) return controller.close();
+      controller.enqueue(new Uint8Array(n));
+      sent += n;
+    },
+  });
+  const response = await fetch(`http://127.0.0.1:${port}/?chunk=${readSize}`, {
+    method: "POST",
+    body,
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`upload: ${response.status} ${text}`);
+  return Number(text);
+}
+
+if (import.meta.main) {
+  if (Deno.build.os !== "linux") {
+    console.error("memory_bench.ts reads /proc: Linux only");
+    Deno.exit(1);
+  }
+  let size = 1024 * MIB;
+  if (Deno.args[0] === "--size") size = Number(Deno.args[1]);
+  if (!Number.isSafeInteger(size) || size <= 0) {
+    console.error("Usage: deno run -A bench/memory_bench.ts [--size bytes]");
+    Deno.exit(2);
+  }
+  console.log(`Deno ${Deno.version.deno}`);
+  const streamed = await measure(
+    "stream response",
+    "wsgi-stream",
+    (port) => stream(port, size),
+    size,
+  );
+  let uploaded = true;
+  for (const readSize of [64 * 1024, 8 * 1024]) {
+    uploaded = await measure(
+      `upload body, read in ${readSize / 1024} KiB pieces`,
+      "wsgi-upload",
+      (port) => upload(port, size, readSize),
+      size,
+    ) && uploaded;
+  }
+  Deno.exitCode = streamed && uploaded ? 0 : 1;
+}
