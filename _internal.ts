@@ -317,3 +317,57 @@ function hexDigit(code: number): number {
   code |= 0x20; // lower case
   return code >= 0x61 && code <= 0x66 ? code - 0x61 + 10 : -1;
 }
+
+/** English month abbreviations, for HTTP dates and the access log. */
+export const MONTH_NAMES: readonly string[] = [
+  "Jan",
+  "Feb",
+  "Mar",
+  "Apr",
+  "May",
+  "Jun",
+  "Jul",
+  "Aug",
+  "Sep",
+  "Oct",
+  "Nov",
+  "Dec",
+];
+
+/** Whether `value` has a `then` method, as `await` checks. */
+export function isThenable<T>(value: unknown): value is PromiseLike<T> {
+  return (typeof value === "object" || typeof value === "function") &&
+    value !== null && typeof (value as { then?: unknown }).then === "function";
+}
+
+/** Per handler, the result whose `close()` it has called for the current
+ * request: so `close()` runs once per request, even when the error path and
+ * `BaseHandler.close()` both reach it, and again for the next request. */
+const CLOSED_RESULT = new WeakMap<object, object>();
+
+/**
+ * Call `result.close()` for `owner` (a handler) if it has one and `owner`
+ * has not called it yet for this request (see `forgetClosedResult`).
+ * Returns what an async `close()` returned, for the caller to `await`;
+ * nothing (no promise to allocate) otherwise. A synchronous `close()` that
+ * throws throws here, which an `await closeResult(...)` treats as a
+ * rejection.
+ */
+export function closeResult(
+  result: unknown,
+  owner: object,
+): PromiseLike<unknown> | undefined {
+  if (typeof result !== "object" || result === null) return;
+  const close = (result as { close?: unknown }).close;
+  if (typeof close === "function" && CLOSED_RESULT.get(owner) !== result) {
+    CLOSED_RESULT.set(owner, result);
+    const closing = close.call(result);
+    if (isThenable(closing)) return closing;
+  }
+}
+
+/** End `owner`'s request: its next result may be closed again, even when it
+ * is the same object. */
+export function forgetClosedResult(owner: object): void {
+  CLOSED_RESULT.delete(owner);
+}

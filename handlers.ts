@@ -62,7 +62,11 @@ import { FileWrapper, guessScheme, isHopByHop } from "./util.ts";
 import { ReaderInput, toErrorStream, writeAll } from "./_io.ts";
 import {
   AssertionError,
+  closeResult,
   encodeLatin1,
+  forgetClosedResult,
+  isThenable,
+  MONTH_NAMES,
   percentDecodeLatin1,
   quote,
   repr,
@@ -73,20 +77,6 @@ import {
 
 // Weekday and month names for HTTP dates: always English, whatever the locale.
 const WEEKDAY_NAMES = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-const MONTH_NAMES = [
-  "Jan",
-  "Feb",
-  "Mar",
-  "Apr",
-  "May",
-  "Jun",
-  "Jul",
-  "Aug",
-  "Sep",
-  "Oct",
-  "Nov",
-  "Dec",
-];
 
 /** The largest time a `Date` holds, in seconds (ECMAScript's ±8.64e15 ms). */
 const MAX_SECONDS = 8.64e12;
@@ -255,31 +245,11 @@ function isClientGone(error: unknown): boolean {
     error instanceof Deno.errors.ConnectionAborted;
 }
 
-function isThenable<T>(value: unknown): value is PromiseLike<T> {
-  return (typeof value === "object" || typeof value === "function") &&
-    value !== null && typeof (value as { then?: unknown }).then === "function";
-}
-
 /** A thrown `null` or `undefined` cannot be passed on as `excInfo`. */
 function asError(thrown: unknown): unknown {
   return thrown === null || thrown === undefined
     ? new Error(`The application threw ${thrown}`)
     : thrown;
-}
-
-/** Results whose `close()` has been called: it is called only once. */
-const CLOSED_RESULTS = new WeakSet<object>();
-
-/** Call `result.close()` if it has one and it has not been called yet,
- * awaiting it if it is async. */
-async function closeResult(result: unknown): Promise<void> {
-  if (typeof result !== "object" || result === null) return;
-  const close = (result as { close?: unknown }).close;
-  if (typeof close === "function" && !CLOSED_RESULTS.has(result)) {
-    CLOSED_RESULTS.add(result);
-    const closing = close.call(result);
-    if (isThenable(closing)) await closing;
-  }
 }
 
 /** An origin server's status line, then `Date` and `Server` unless the
@@ -647,7 +617,7 @@ export class BaseHandler {
     } catch (error) {
       // Close the result even so; not close() itself, which would reset the
       // state that handleError() still needs (bpo-29183).
-      await closeResult(this.result);
+      await closeResult(this.result, this);
       throw error;
     }
     await this.close();
@@ -819,8 +789,9 @@ export class BaseHandler {
    */
   async close(): Promise<void> {
     try {
-      await closeResult(this.result);
+      await closeResult(this.result, this);
     } finally {
+      forgetClosedResult(this);
       this.result =
         this.headers =
         this.status =

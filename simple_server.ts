@@ -63,7 +63,10 @@ import { SimpleHandler } from "./handlers.ts";
 import { Headers } from "./headers.ts";
 import { BytesInput, ReaderInput, toErrorStream } from "./_io.ts";
 import {
+  closeResult,
   isAscii,
+  isThenable,
+  MONTH_NAMES,
   percentDecodeLatin1,
   quote,
   repr,
@@ -87,21 +90,6 @@ const BODY_READ_SIZE = 64 * KIB;
 
 /** Statuses whose responses cannot carry a body (fetch's null body status). */
 const NULL_BODY_STATUS: ReadonlySet<number> = new Set([101, 204, 205, 304]);
-/** Month names of the access log's dates, always English. */
-const MONTH_NAMES = [
-  "Jan",
-  "Feb",
-  "Mar",
-  "Apr",
-  "May",
-  "Jun",
-  "Jul",
-  "Aug",
-  "Sep",
-  "Oct",
-  "Nov",
-  "Dec",
-];
 /** Control characters that the access log escapes, as `http.server` does. */
 // deno-lint-ignore no-control-regex
 const LOG_ESCAPED = /[\x00-\x1f\x7f-\x9f\\]/g;
@@ -143,20 +131,6 @@ function headerKeys(name: string): [string, string] {
     if (HEADER_KEYS.size < HEADER_KEY_CACHE_LIMIT) HEADER_KEYS.set(name, keys);
   }
   return keys;
-}
-
-function isThenable<T>(value: unknown): value is PromiseLike<T> {
-  return (typeof value === "object" || typeof value === "function") &&
-    value !== null && typeof (value as { then?: unknown }).then === "function";
-}
-
-/** Call `result.close()` if it has one (awaited if it is async). */
-async function closeResult(result: unknown): Promise<void> {
-  const close = (result as { close?: unknown } | null)?.close;
-  if (typeof close === "function") {
-    const closing = close.call(result);
-    if (isThenable(closing)) await closing;
-  }
 }
 
 /** Call an iterator's `return()`, as a `for...of` loop left early does. */
@@ -400,7 +374,7 @@ export class ServerHandler extends SimpleHandler {
         this.#respond(this.#fixedBody());
       } catch (error) {
         this.#unsend();
-        await closeResult(result);
+        await closeResult(result, this);
         throw error;
       }
       await this.close();
@@ -456,7 +430,7 @@ export class ServerHandler extends SimpleHandler {
       }
     } catch (error) {
       this.#unsend();
-      await closeResult(result);
+      await closeResult(result, this);
       throw error;
     }
     if (this.#over) await this.close();
@@ -524,7 +498,12 @@ export class ServerHandler extends SimpleHandler {
     try {
       if (!this.#logged && requestHandler !== null && this.status !== null) {
         this.#logged = true;
-        requestHandler.logRequest(this.status.split(" ", 1)[0], this.bytesSent);
+        const status = this.status;
+        const space = status.indexOf(" ");
+        requestHandler.logRequest(
+          space < 0 ? status : status.slice(0, space),
+          this.bytesSent,
+        );
       }
     } finally {
       try {
@@ -563,7 +542,7 @@ export class ServerHandler extends SimpleHandler {
     const list = this.headersClass === Headers && this.#list !== null
       ? this.#list
       : this.headers!.items();
-    const fixedLength = body instanceof Uint8Array ? String(body.length) : null;
+    const fixedLength = body instanceof Uint8Array ? body.length : -1;
     // As wsgiref's preamble, Server goes first, unless the application set
     // one (Deno.serve adds Date).
     let software = this.serverSoftware;
@@ -583,8 +562,9 @@ export class ServerHandler extends SimpleHandler {
       if (software) headers.append("Server", software);
       for (const [name, value] of list) {
         if (
-          value === fixedLength && name.length === 14 &&
-          name.toLowerCase() === "content-length"
+          fixedLength >= 0 && name.length === 14 &&
+          name.toLowerCase() === "content-length" &&
+          value === String(fixedLength)
         ) continue;
         headers.append(name, value);
       }

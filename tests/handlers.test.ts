@@ -2620,3 +2620,55 @@ Deno.test("CGIHandler() keeps a request's Proxy header away from fetch (httpoxy)
     await proxy.close();
   }
 });
+
+Deno.test("BaseHandler.run() closes a result reused across requests once per request", async (t) => {
+  const shared = closable([enc("same")]);
+  const app: Application = (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return shared;
+  };
+  await t.step("two handlers", async () => {
+    shared.closed = 0;
+    await runApp(app);
+    await runApp(app);
+    assert.equal(shared.closed, 2);
+  });
+  await t.step("one handler run twice", async () => {
+    shared.closed = 0;
+    const stdout = new Sink();
+    const handler = new BaseCGIHandler(
+      new BytesInput(),
+      stdout,
+      new StringErrorStream(),
+      { ...ENV },
+    );
+    handler.osEnviron = {};
+    await handler.run(app);
+    await handler.run(app);
+    assert.equal(shared.closed, 2);
+    assert.equal(stdout.text.split("same").length - 1, 2);
+  });
+  await t.step("a failing result, then the same result again", async () => {
+    let calls = 0;
+    const flaky = {
+      closed: 0,
+      *[Symbol.iterator]() {
+        calls++;
+        if (calls === 1) throw new Error("first time fails");
+        yield enc("ok");
+      },
+      close() {
+        flaky.closed++;
+      },
+    };
+    const flakyApp: Application = (_environ, startResponse) => {
+      startResponse("200 OK", [["Content-Type", "text/plain"]]);
+      return flaky;
+    };
+    const first = await runApp(flakyApp);
+    assert.match(first.output, /^Status: 500 /);
+    const second = await runApp(flakyApp);
+    assert.match(second.output, /ok$/);
+    assert.equal(flaky.closed, 2);
+  });
+});

@@ -18,6 +18,7 @@ import type {
   Environ,
   HeaderList,
   InputStream,
+  ResponseBody,
   StartResponse,
 } from "../types.ts";
 
@@ -1545,4 +1546,75 @@ Deno.test("ServerHandler.run() leaves a Response in response", async () => {
   // close() has reset the state for the next request.
   assert.equal(handler.status, null);
   assert.equal(handler.headersSent, false);
+});
+
+Deno.test("ServerHandler closes a refused result once, whatever its close() does", async (t) => {
+  const CLOSES: [string, () => unknown, RegExp][] = [
+    ["returns", () => {}, /write\(\) argument must be a bytes instance/],
+    ["resolves", async () => await null, /write\(\) argument must be/],
+    ["throws", () => {
+      throw new Error("close failed");
+    }, /Error: close failed/],
+    [
+      "rejects",
+      () => Promise.reject(new Error("close rejected")),
+      /Error: close rejected/,
+    ],
+  ];
+  for (const [behaviour, close, logged] of CLOSES) {
+    for (const shape of ["an Array", "a generator"]) {
+      await t.step(`${shape} whose close() ${behaviour}`, async () => {
+        let closes = 0;
+        const errors = new StringErrorStream();
+        const handler = new ServerHandler(
+          { readSync: () => null },
+          { write: () => {} },
+          errors,
+          { REQUEST_METHOD: "GET", SERVER_PROTOCOL: "HTTP/1.1" },
+        );
+        await handler.run((_environ, startResponse) => {
+          startResponse("200 OK", [["Content-Type", "text/plain"]]);
+          const result = shape === "an Array" ? ["not bytes"] : (function* () {
+            yield "not bytes";
+          })();
+          return Object.assign(result, {
+            close: () => {
+              closes++;
+              return close();
+            },
+          }) as unknown as ResponseBody;
+        });
+        const response = handler.response!;
+        assert.equal(response.status, 500);
+        assert.equal(
+          await response.text(),
+          "A server error occurred.  Please contact the administrator.",
+        );
+        assert.equal(closes, 1);
+        assert.match(errors.value, logged);
+      });
+    }
+  }
+});
+
+Deno.test("toFetchHandler() closes a result reused across requests once per request", async () => {
+  let closed = 0;
+  const shared = {
+    *[Symbol.iterator]() {
+      yield latin1("a");
+      yield latin1("b");
+    },
+    close() {
+      closed++;
+    },
+  };
+  const fetchHandler = toFetchHandler((_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return shared;
+  }, { quiet: true });
+  for (let i = 0; i < 3; i++) {
+    const response = await fetchHandler(new Request("http://localhost/"));
+    assert.equal(await response.text(), "ab");
+  }
+  assert.equal(closed, 3);
 });
