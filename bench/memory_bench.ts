@@ -20,37 +20,11 @@
  * @module
  */
 
-const APPS = new URL("./apps.ts", import.meta.url).pathname;
+import { startServer, stopServer } from "./_child.ts";
+
 const MIB = 1024 * 1024;
 const TARGET_MIB = 150;
 const CHUNK = 64 * 1024;
-
-interface Child {
-  process: Deno.ChildProcess;
-  port: number;
-}
-
-async function startServer(name: string): Promise<Child> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", APPS, name, "0"],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let out = "";
-  for (let i = 0; i < 100 && !/listening (\d+)\n/.test(out); i++) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    out += value;
-  }
-  const match = /listening (\d+)\n/.exec(out);
-  if (match === null) throw new Error(`${name} did not start: ${out}`);
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  return { process, port: Number(match[1]) };
-}
 
 /** `VmHWM` (peak resident set) and `VmRSS` of a process, in MiB. */
 async function memory(pid: number): Promise<{ peak: number; now: number }> {
@@ -86,8 +60,7 @@ async function measure(
     );
     return met;
   } finally {
-    child.process.kill("SIGTERM");
-    await child.process.status;
+    await stopServer(child);
   }
 }
 
