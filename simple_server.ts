@@ -635,7 +635,24 @@ export class ServerHandler extends SimpleHandler {
   }
 }
 
-/** The shape of a request handler class, for `handlerClass` options. */
+/**
+ * The shape of a request handler class, for `handlerClass` options.
+ *
+ * @example Usage
+ * ```ts
+ * import {
+ *   WSGIRequestHandler,
+ *   type WSGIRequestHandlerClass,
+ * } from "@wsgi/wsgiref/simple_server";
+ * import assert from "node:assert/strict";
+ *
+ * class SilentHandler extends WSGIRequestHandler {
+ *   override logMessage(_message: string): void {}
+ * }
+ * const handlerClass: WSGIRequestHandlerClass = SilentHandler;
+ * assert.equal(handlerClass.name, "SilentHandler");
+ * ```
+ */
 export type WSGIRequestHandlerClass = new (
   request: Request,
   clientAddress: [string, number],
@@ -644,6 +661,26 @@ export type WSGIRequestHandlerClass = new (
 
 /**
  * Options of a `WSGIServer` and of `toFetchHandler`.
+ *
+ * @example Usage
+ * ```ts
+ * import {
+ *   type FetchHandlerOptions,
+ *   toFetchHandler,
+ * } from "@wsgi/wsgiref/simple_server";
+ * import assert from "node:assert/strict";
+ *
+ * const options: FetchHandlerOptions = { quiet: true, maxBodySize: 4 };
+ * const fetchHandler = toFetchHandler((_environ, startResponse) => {
+ *   startResponse("200 OK", [["Content-Type", "text/plain"]]);
+ *   return [];
+ * }, options);
+ * const response = await fetchHandler(
+ *   new Request("http://localhost/", { method: "POST", body: "too long" }),
+ * );
+ * assert.equal(response.status, 413);
+ * await response.body?.cancel();
+ * ```
  */
 export interface FetchHandlerOptions {
   /**
@@ -681,7 +718,22 @@ export interface FetchHandlerOptions {
   tempDir?: string;
 }
 
-/** Options of the `WSGIServer` constructor. */
+/**
+ * Options of the `WSGIServer` constructor.
+ *
+ * @example Usage
+ * ```ts
+ * import {
+ *   WSGIServer,
+ *   type WSGIServerOptions,
+ * } from "@wsgi/wsgiref/simple_server";
+ * import assert from "node:assert/strict";
+ *
+ * const options: WSGIServerOptions = { bindAndActivate: false, quiet: true };
+ * await using server = new WSGIServer(["127.0.0.1", 0], undefined, options);
+ * assert.equal(server.quiet, true);
+ * ```
+ */
 export interface WSGIServerOptions
   extends Omit<FetchHandlerOptions, "handlerClass"> {
   /**
@@ -708,7 +760,23 @@ export interface WSGIServerOptions
   key?: string;
 }
 
-/** Options of `makeServer`. */
+/**
+ * Options of `makeServer`.
+ *
+ * @example Usage
+ * ```ts
+ * import {
+ *   demoApp,
+ *   makeServer,
+ *   type MakeServerOptions,
+ * } from "@wsgi/wsgiref/simple_server";
+ * import assert from "node:assert/strict";
+ *
+ * const options: MakeServerOptions = { quiet: true, spoolThreshold: 64 * 1024 };
+ * await using server = makeServer("127.0.0.1", 0, demoApp, options);
+ * assert.equal(server.spoolThreshold, 64 * 1024);
+ * ```
+ */
 export interface MakeServerOptions extends FetchHandlerOptions {
   /**
    * The server class.

@@ -105,7 +105,22 @@ export class WSGIWarning extends Error {
   }
 }
 
-/** Options for `validator()`. */
+/**
+ * Options for `validator()`.
+ *
+ * @example Usage
+ * ```ts
+ * import { type ValidatorOptions, validator } from "@wsgi/wsgiref/validate";
+ * import assert from "node:assert/strict";
+ *
+ * const options: ValidatorOptions = { strict: true };
+ * const app = validator((_environ, startResponse) => {
+ *   startResponse("200 OK", [["Content-Type", "text/plain"]]);
+ *   return [new TextEncoder().encode("sync only")];
+ * }, options);
+ * assert.equal(typeof app, "function");
+ * ```
+ */
 export interface ValidatorOptions {
   /**
    * Refuse this package's async extension: an application that returns a
