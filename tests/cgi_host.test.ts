@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { decodeLatin1, encodeLatin1 } from "../_internal.ts";
 import { findLighttpd, startLighttpd } from "./fixtures/lighttpd.ts";
+import { startProxy } from "./fixtures/proxy.ts";
 
 const EXAMPLE = new URL("../examples/cgi.ts", import.meta.url).pathname;
 const FIXTURE = new URL("./fixtures/cgi_fixture.ts", import.meta.url).pathname;
@@ -55,37 +56,6 @@ function adler32(data: Uint8Array): string {
     b = (b + a) % 65521;
   }
   return (((b << 16) | a) >>> 0).toString(16).padStart(8, "0");
-}
-
-/** A fake proxy that answers "proxy" and records request lines. */
-function startProxy() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const requests: string[] = [];
-  const done = (async () => {
-    try {
-      for await (const conn of listener) {
-        const buffer = new Uint8Array(4096);
-        const n = await conn.read(buffer);
-        requests.push(
-          decodeLatin1(buffer.subarray(0, n ?? 0)).split("\r\n")[0],
-        );
-        await conn.write(encodeLatin1(
-          "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nproxy",
-        ));
-        conn.close();
-      }
-    } catch (error) {
-      if (!(error instanceof Deno.errors.BadResource)) throw error;
-    }
-  })();
-  return {
-    url: `http://127.0.0.1:${listener.addr.port}`,
-    requests,
-    async close() {
-      listener.close();
-      await done;
-    },
-  };
 }
 
 Deno.test({

@@ -19,6 +19,7 @@ import type {
   ResponseBody,
   StartResponse,
 } from "../types.ts";
+import { startProxy } from "./fixtures/proxy.ts";
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -2511,39 +2512,6 @@ Deno.test("IISCGIHandler() removes SCRIPT_NAME repeated at the start of PATH_INF
     });
   }
 });
-
-/** A fake proxy that answers "proxy" and records request lines. */
-function startProxy() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const requests: string[] = [];
-  const done = (async () => {
-    try {
-      for await (const conn of listener) {
-        const buffer = new Uint8Array(4096);
-        const n = await conn.read(buffer);
-        requests.push(
-          decodeLatin1(buffer.subarray(0, n ?? 0)).split("\r\n")[0],
-        );
-        await conn.write(
-          enc(
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nproxy",
-          ),
-        );
-        conn.close();
-      }
-    } catch (error) {
-      if (!(error instanceof Deno.errors.BadResource)) throw error;
-    }
-  })();
-  return {
-    url: `http://127.0.0.1:${listener.addr.port}`,
-    requests,
-    async close() {
-      listener.close();
-      await done;
-    },
-  };
-}
 
 Deno.test("CGIHandler() keeps a request's Proxy header away from fetch (httpoxy)", async (t) => {
   const proxy = startProxy();
