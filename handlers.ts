@@ -789,7 +789,8 @@ export class BaseHandler {
    */
   async close(): Promise<void> {
     try {
-      await closeResult(this.result, this);
+      const closing = closeResult(this.result, this);
+      if (closing !== undefined) await closing;
     } finally {
       forgetClosedResult(this);
       this.result =

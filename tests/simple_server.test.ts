@@ -563,6 +563,92 @@ Deno.test("ServerHandler sends a one-chunk Array as a fixed-length body", async 
   });
 });
 
+Deno.test("ServerHandler sends fixed bodies byte for byte, ASCII or not, small or large", async (t) => {
+  const bodies: Record<string, Uint8Array> = {
+    "/ascii-1": latin1("x"),
+    "/ascii-64": latin1("a".repeat(63) + "\n"),
+    "/ascii-65": latin1("b".repeat(64) + "\x00"),
+    "/ascii-1024": latin1("c".repeat(1023) + "\x7f"),
+    "/ascii-1025": latin1("d".repeat(1025)),
+    "/latin1": latin1("caf\xe9"),
+    "/utf8": encoder.encode("café ☕"),
+    "/bad-utf8": Uint8Array.of(0x61, 0xc3, 0x28, 0xff),
+    "/bom": Uint8Array.of(0xef, 0xbb, 0xbf, 0x61),
+    "/all-bytes": Uint8Array.from({ length: 256 }, (_, i) => i),
+  };
+  const app: Application = (environ, startResponse) => {
+    const path = environ.PATH_INFO as string;
+    const untyped = path.endsWith("/untyped");
+    const body = bodies[untyped ? path.slice(0, -8) : path];
+    startResponse("200 OK", untyped ? [] : [["Content-Type", "text/x-test"]]);
+    return [body];
+  };
+  await withServer(app, async ({ port }) => {
+    for (const [path, body] of Object.entries(bodies)) {
+      for (const suffix of ["", "/untyped"]) {
+        await t.step(`${path}${suffix}`, async () => {
+          const raw = fromLatin1(
+            await rawRequest(
+              port,
+              `GET ${path}${suffix} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+            ),
+          );
+          const split = raw.indexOf("\r\n\r\n");
+          const head = raw.slice(0, split).toLowerCase();
+          assert.equal(raw.slice(split + 4), fromLatin1(body));
+          assert.match(
+            head,
+            new RegExp(`\r\ncontent-length: ${body.length}\r\n`),
+          );
+          // Only the application's Content-Type, or none at all.
+          assert.equal(
+            head.match(/\r\ncontent-type: [^\r]*/g)?.join() ?? "",
+            suffix ? "" : "\r\ncontent-type: text/x-test",
+          );
+        });
+      }
+    }
+  });
+});
+
+Deno.test("ServerHandler without serverSoftware sends a lone Content-Type as the application gave it", async (t) => {
+  class Bare extends ServerHandler {
+    override serverSoftware = null;
+  }
+  class BareRequest extends WSGIRequestHandler {
+    override serverHandlerClass = Bare;
+  }
+  const app: Application = (environ, startResponse) => {
+    const [status, type] = environ.PATH_INFO === "/missing"
+      ? ["404 Not Found", "text/plain"]
+      : ["200 OK", "application/json; charset=latin-1"];
+    startResponse(status, [["Content-Type", type]]);
+    return [encoder.encode("{}")];
+  };
+  await withServer(app, async ({ port }) => {
+    for (
+      const [path, status, type] of [
+        ["/", "200 OK", "application/json; charset=latin-1"],
+        ["/missing", "404 Not Found", "text/plain"],
+      ]
+    ) {
+      await t.step(path, async () => {
+        const raw = normalised(
+          await rawRequest(
+            port,
+            `GET ${path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+          ),
+        );
+        const head = raw.slice(0, raw.indexOf("\r\n\r\n")).toLowerCase();
+        assert.ok(raw.startsWith(`HTTP/1.1 ${status}\r\n`), raw);
+        assert.ok(!head.includes("\r\nserver:"), raw);
+        assert.match(head, new RegExp(`\r\ncontent-type: ${type}\r\n`));
+        assert.ok(raw.endsWith("\r\n\r\n{}"), raw);
+      });
+    }
+  }, { handlerClass: BareRequest });
+});
+
 Deno.test("ServerHandler keeps the application's headers, Server and repeats included", async () => {
   const app: Application = (_environ, startResponse) => {
     startResponse("201 Created", [
