@@ -13,11 +13,16 @@
  * @module
  */
 
-import { makeServer } from "../simple_server.ts";
+import {
+  makeServer,
+  ServerHandler,
+  WSGIRequestHandler,
+} from "../simple_server.ts";
 import type { Application, InputStream } from "../types.ts";
 
 const ENCODER = new TextEncoder();
 const HELLO = ENCODER.encode("Hello world!");
+const SOFTWARE = `WSGIServer/0.2 Deno/${Deno.version.deno}`;
 
 /** The size of each chunk of the streamed response and of upload reads. */
 export const CHUNK_SIZE = 64 * 1024;
@@ -83,11 +88,26 @@ function raw(handler: Deno.ServeHandler): Start {
   };
 }
 
-function wsgi(app: Application, maxBodySize?: number): Start {
+/** A `ServerHandler` that sends no `Server` header. */
+class BareServerHandler extends ServerHandler {
+  override serverSoftware = null;
+}
+
+/** A request handler whose responses carry no `Server` header. */
+class BareRequestHandler extends WSGIRequestHandler {
+  override serverHandlerClass = BareServerHandler;
+}
+
+function wsgi(
+  app: Application,
+  maxBodySize?: number,
+  handlerClass = WSGIRequestHandler,
+): Start {
   return (port) => {
     const server = makeServer("127.0.0.1", port, app, {
       quiet: true,
       maxBodySize,
+      handlerClass,
     });
     server.serveForever();
     return { port: server.serverPort, stop: () => server.shutdown() };
@@ -99,7 +119,19 @@ export const SERVERS: Record<string, Start> = {
   // Deno's hello world takes the request, as any real handler does (with no
   // parameter at all, Deno.serve skips building the Request).
   "raw-hello": raw((_request) => new Response("Hello world!")),
+  // The same work as wsgi-hello minus the adapter: read what an environ
+  // needs, send the same headers.
+  "raw-hello-same-work": raw((request, info) => {
+    void request.url;
+    void request.method;
+    request.headers.forEach(() => {});
+    void info.remoteAddr;
+    return new Response("Hello world!", {
+      headers: [["Server", SOFTWARE], ["Content-Type", "text/plain"]],
+    });
+  }),
   "wsgi-hello": wsgi(helloApp),
+  "wsgi-hello-bare": wsgi(helloApp, undefined, BareRequestHandler),
   "raw-post": raw(async (request) => {
     try {
       const body = await request.bytes();
