@@ -26,7 +26,7 @@ const NEWLINE = 0x0a;
 let utf8Encoder: TextEncoder | undefined;
 
 /** Join byte chunks; one chunk is returned as is. */
-function concat(pieces: Uint8Array[], total: number): Uint8Array {
+export function concat(pieces: Uint8Array[], total: number): Uint8Array {
   if (pieces.length === 0) return EMPTY;
   if (pieces.length === 1) return pieces[0];
   const out = new Uint8Array(total);

@@ -61,7 +61,16 @@ import type {
 } from "./types.ts";
 import { SimpleHandler } from "./handlers.ts";
 import { Headers } from "./headers.ts";
-import { BytesInput, ReaderInput, toErrorStream } from "./_io.ts";
+import { BytesInput, concat, toErrorStream } from "./_io.ts";
+import { loadApplication, parsePort, stopOnSignals } from "./_program.ts";
+import {
+  bodyErrorApp,
+  BodySpool,
+  BodyTooLarge,
+  checkSize,
+  DEFAULT_MAX_BODY_SIZE,
+  DEFAULT_SPOOL_THRESHOLD,
+} from "./_body.ts";
 import {
   closeResult,
   decodeLatin1,
@@ -81,13 +90,8 @@ const SERVER_VERSION = `WSGIServer/${VERSION}`;
 /** The `Server` header, as wsgiref's `software_version`. */
 const SOFTWARE_VERSION = `${SERVER_VERSION} Deno/${Deno.version.deno}`;
 
-const KIB = 1024;
-const MIB = 1024 * KIB;
-const GIB = 1024 * MIB;
-const DEFAULT_SPOOL_THRESHOLD = MIB;
-const DEFAULT_MAX_BODY_SIZE = GIB;
 /** The buffer a request body of unknown or large size is read into. */
-const BODY_READ_SIZE = 64 * KIB;
+const BODY_READ_SIZE = 64 * 1024;
 
 /** Statuses whose responses cannot carry a body (fetch's null body status). */
 const NULL_BODY_STATUS: ReadonlySet<number> = new Set([101, 204, 205, 304]);
@@ -163,29 +167,6 @@ function asciiText(body: Uint8Array): string | null {
   return length <= 64 ? decodeLatin1(body) : UTF8.decode(body);
 }
 
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
-
-/**
- * Write all of `data` to a spool file. Synchronously: a write to the page
- * cache takes microseconds, while Deno's async file writes, interleaved
- * with reads of a request body, slow the upload down by an order of
- * magnitude.
- */
-function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
-  for (let offset = 0; offset < data.length;) {
-    offset += file.writeSync(data.subarray(offset));
-  }
-}
-
 /** Split `host[:port]` (`[v6]:port` too); no port gives `fallbackPort`. */
 function splitAuthority(
   authority: string,
@@ -204,31 +185,6 @@ function unbracket(host: string): string {
   return host.charCodeAt(0) === 0x5b && host.endsWith("]")
     ? host.slice(1, -1)
     : host;
-}
-
-function checkSize(value: unknown, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `Cannot create the server: ${name} must be a number, not ${
-        typeName(value)
-      } ${quote(value)}`,
-    );
-  }
-  if (!(value >= 0) || (value !== Infinity && !Number.isSafeInteger(value))) {
-    throw new RangeError(
-      `Cannot create the server: ${name} must be a non-negative integer or Infinity, not ${value}`,
-    );
-  }
-  return value;
-}
-
-/** An application that answers with a short plain-text error. */
-function errorApp(status: string, message: string): Application {
-  return (_environ, startResponse) => {
-    startResponse(status, [["Content-Type", "text/plain; charset=utf-8"]]);
-    return [new TextEncoder().encode(message + "\n")];
-  };
 }
 
 /**
@@ -1211,8 +1167,7 @@ export class WSGIRequestHandler {
   /** The server this request came to. */
   readonly server: WSGIServer;
 
-  #spool: Deno.FsFile | null = null;
-  #spoolPath: string | null = null;
+  #body: BodySpool | null = null;
 
   /**
    * Take one request.
@@ -1357,17 +1312,8 @@ export class WSGIRequestHandler {
       (stdin) => this.#run(application, stdin, environ),
       (error) => {
         this.finish();
-        const tooLarge = error instanceof BodyTooLarge;
         return this.#run(
-          tooLarge
-            ? errorApp(
-              "413 Request Entity Too Large",
-              `The request body is larger than ${this.server.maxBodySize} bytes.`,
-            )
-            : errorApp(
-              "400 Bad Request",
-              "The request body could not be read.",
-            ),
+          bodyErrorApp(error, this.server.maxBodySize),
           new BytesInput(),
           environ,
         );
@@ -1406,14 +1352,9 @@ export class WSGIRequestHandler {
    * when the response is over. Idempotent.
    */
   finish(): void {
-    const spool = this.#spool;
-    const path = this.#spoolPath;
-    this.#spool = this.#spoolPath = null;
-    try {
-      spool?.close();
-    } finally {
-      if (path !== null) Deno.removeSync(path);
-    }
+    const body = this.#body;
+    this.#body = null;
+    body?.release();
   }
 
   /**
@@ -1450,16 +1391,16 @@ export class WSGIRequestHandler {
 
   /** Read the body: in memory, or spooled to a temporary file. */
   async #readBody(environ: Record<string, string>): Promise<InputStream> {
-    const { maxBodySize, spoolThreshold } = this.server;
+    const server = this.server;
     const request = this.request;
     const declared = environ.CONTENT_LENGTH;
     if (declared !== "") {
       const length = Number(declared);
-      if (length > maxBodySize) {
+      if (length > server.maxBodySize) {
         await request.body?.cancel().catch(() => {});
-        throw new BodyTooLarge();
+        throw new BodyTooLarge(server.maxBodySize);
       }
-      if (length <= spoolThreshold) {
+      if (length <= server.spoolThreshold) {
         return new BytesInput(await request.bytes());
       }
     }
@@ -1468,6 +1409,7 @@ export class WSGIRequestHandler {
       if (declared === "") environ.CONTENT_LENGTH = "0";
       return new BytesInput();
     }
+    const spool = this.#body = new BodySpool(server);
     // A BYOB reader refills one buffer: the default reader's fresh chunk per
     // read leaves V8 ~100 MiB of garbage behind in a 1 GiB upload.
     let byob: ReadableStreamBYOBReader | null = null;
@@ -1478,67 +1420,29 @@ export class WSGIRequestHandler {
       reader = body.getReader(); // not a byte stream
     }
     let buffer = new Uint8Array(BODY_READ_SIZE);
-    let chunks: Uint8Array[] = [];
-    let total = 0;
-    let file: Deno.FsFile | null = null;
     try {
       for (;;) {
-        let chunk: Uint8Array;
         if (byob !== null) {
           const { done, value } = await byob.read(buffer);
           if (done || value === undefined) break;
           buffer = new Uint8Array(value.buffer);
-          chunk = value;
+          spool.append(value, true);
         } else {
           const { done, value } = await reader!.read();
           if (done) break;
-          chunk = value;
-        }
-        total += chunk.length;
-        if (total > maxBodySize) throw new BodyTooLarge();
-        if (file === null) {
-          chunks.push(byob !== null ? chunk.slice() : chunk);
-          if (total <= spoolThreshold) continue;
-          file = await this.#openSpool();
-          for (const piece of chunks) writeAllSync(file, piece);
-          chunks = [];
-        } else {
-          writeAllSync(file, chunk);
+          spool.append(value);
         }
       }
     } catch (error) {
       await (byob ?? reader)!.cancel().catch(() => {});
       throw error;
     }
-    if (declared === "") environ.CONTENT_LENGTH = String(total);
-    if (file === null) return new BytesInput(concat(chunks, total));
-    await file.seek(0, Deno.SeekMode.Start);
-    return new ReaderInput(file, total);
-  }
-
-  async #openSpool(): Promise<Deno.FsFile> {
-    const path = await Deno.makeTempFile({
-      dir: this.server.tempDir,
-      prefix: "wsgiref-body-",
-    });
-    this.#spoolPath = path;
-    this.#spool = await Deno.open(path, { read: true, write: true });
-    try {
-      // Unlinked at once where the system allows it: nothing is left
-      // behind, even if the process dies.
-      await Deno.remove(path);
-      this.#spoolPath = null;
-    } catch {
-      // Windows: removed by finish().
-    }
-    return this.#spool;
+    if (declared === "") environ.CONTENT_LENGTH = String(spool.length);
+    return spool.input();
   }
 }
 
 const DEFAULT_HANDLE = WSGIRequestHandler.prototype.handle;
-
-/** Thrown when a request body is over `maxBodySize`. */
-class BodyTooLarge extends Error {}
 
 let logDateSecond = -1;
 let logDateText = "";
@@ -1650,41 +1554,6 @@ export function toFetchHandler(
   return async (request, info) => await dispatch(server, request, info);
 }
 
-/** Find a module's application: `name`, or `app`, or the default export. */
-function pickApp(
-  module: Record<string, unknown>,
-  name: string | null,
-): Application {
-  const found = name !== null ? module[name] : module.app ?? module.default;
-  if (typeof found !== "function") {
-    throw new TypeError(
-      name !== null
-        ? `The module has no application named ${quote(name)}`
-        : "The module exports no application named app, nor a default one",
-    );
-  }
-  return found as Application;
-}
-
-/** Turn a path or URL given on the command line into a module URL. */
-function moduleUrl(spec: string): string {
-  if (/^[a-z][a-z0-9+.-]+:/i.test(spec)) return spec;
-  let path = spec;
-  if (!path.startsWith("/") && !/^[a-z]:[\\/]/i.test(path)) {
-    path = `${Deno.cwd()}/${path}`;
-  }
-  path = path.replaceAll("\\", "/");
-  if (!path.startsWith("/")) path = "/" + path;
-  return "file://" + path.split("/").map(encodeURIComponent).join("/");
-}
-
-/** Split `module.ts:exportName`, minding `C:\...` and `file:///...`. */
-function splitModuleSpec(spec: string): [string, string | null] {
-  const match = /^(.+):([A-Za-z_$][\w$]*)$/.exec(spec);
-  if (match === null || match[1].length === 1) return [spec, null];
-  return [match[1], match[2]];
-}
-
 const USAGE =
   "Usage: deno run -A simple_server.ts [module[:name]] [--host H] [--port P]";
 
@@ -1697,8 +1566,8 @@ async function main(args: string[]): Promise<number> {
     if (arg === "--host" && i + 1 < args.length) host = args[++i];
     else if (arg === "--port" && i + 1 < args.length) {
       const value = args[++i];
-      port = /^[0-9]{1,5}$/.test(value) ? Number(value) : -1;
-      if (port > 65535 || port < 0) {
+      port = parsePort(value);
+      if (port < 0) {
         console.error(`Not a port: ${quote(value)}\n${USAGE}`);
         return 2;
       }
@@ -1713,33 +1582,22 @@ async function main(args: string[]): Promise<number> {
   }
   let app: Application = demoApp;
   if (spec !== null) {
-    const [path, name] = splitModuleSpec(spec);
     try {
-      app = pickApp(await import(moduleUrl(path)), name);
+      app = await loadApplication(spec);
     } catch (error) {
-      console.error(
-        `Cannot load an application from ${quote(spec)}: ${
-          error instanceof Error ? error.message : String(error)
-        }`,
-      );
+      console.error((error as Error).message);
       return 1;
     }
   }
   const server = makeServer(host, port, app);
   const [address, bound] = server.serverAddress;
   console.log(`Serving HTTP on ${address} port ${bound} ...`);
-  let interrupted = 0;
-  const onSignal = () => {
-    // A second Ctrl-C does not wait for responses still streaming.
-    if (++interrupted > 1) Deno.exit(130);
-    server.shutdown();
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
+  const removeListeners = stopOnSignals(() => server.shutdown());
   try {
     await server.serveForever();
     await server.serverClose();
   } finally {
-    Deno.removeSignalListener("SIGINT", onSignal);
+    removeListeners();
   }
   return 0;
 }

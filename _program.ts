@@ -1,0 +1,102 @@
+/**
+ * What the servers need to run as programs (`deno run -A simple_server.ts
+ * app.ts:name`, `deno run -A fastcgi.ts app.ts`): finding the application
+ * in a module named on the command line, and stopping on a signal. Not
+ * exported by `deno.json`.
+ *
+ * @example Usage
+ * ```ts
+ * import { splitModuleSpec } from "./_program.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.deepEqual(splitModuleSpec("app.ts:myApp"), ["app.ts", "myApp"]);
+ * assert.deepEqual(splitModuleSpec("C:\\apps\\app.ts"), ["C:\\apps\\app.ts", null]);
+ * ```
+ *
+ * @module
+ */
+
+import type { Application } from "./types.ts";
+import { quote } from "./_internal.ts";
+
+/** Find a module's application: `name`, or `app`, or the default export. */
+function pickApp(
+  module: Record<string, unknown>,
+  name: string | null,
+): Application {
+  const found = name !== null ? module[name] : module.app ?? module.default;
+  if (typeof found !== "function") {
+    throw new TypeError(
+      name !== null
+        ? `The module has no application named ${quote(name)}`
+        : "The module exports no application named app, nor a default one",
+    );
+  }
+  return found as Application;
+}
+
+/** Turn a path or URL given on the command line into a module URL. */
+function moduleUrl(spec: string): string {
+  if (/^[a-z][a-z0-9+.-]+:/i.test(spec)) return spec;
+  let path = spec;
+  if (!path.startsWith("/") && !/^[a-z]:[\\/]/i.test(path)) {
+    path = `${Deno.cwd()}/${path}`;
+  }
+  path = path.replaceAll("\\", "/");
+  if (!path.startsWith("/")) path = "/" + path;
+  return "file://" + path.split("/").map(encodeURIComponent).join("/");
+}
+
+/** Split `module.ts:exportName`, minding `C:\...` and `file:///...`. */
+export function splitModuleSpec(spec: string): [string, string | null] {
+  const match = /^(.+):([A-Za-z_$][\w$]*)$/.exec(spec);
+  if (match === null || match[1].length === 1) return [spec, null];
+  return [match[1], match[2]];
+}
+
+/**
+ * Import the module of `spec` (`path/to/app.ts[:exportName]`) and return
+ * its application: the export named, else `app`, else the default export.
+ *
+ * @throws {Error} With a message that names `spec` when the module cannot
+ * be loaded or exports no application.
+ */
+export async function loadApplication(spec: string): Promise<Application> {
+  const [path, name] = splitModuleSpec(spec);
+  try {
+    return pickApp(await import(moduleUrl(path)), name);
+  } catch (error) {
+    throw new Error(
+      `Cannot load an application from ${quote(spec)}: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+      { cause: error },
+    );
+  }
+}
+
+/** A port given on the command line, or `-1` when it is not one. */
+export function parsePort(value: string): number {
+  const port = /^[0-9]{1,5}$/.test(value) ? Number(value) : -1;
+  return port > 65535 ? -1 : port;
+}
+
+/**
+ * Call `stop` on the first SIGINT or SIGTERM (a graceful shutdown); a
+ * second signal exits at once, without waiting for responses still
+ * streaming. Returns the function that removes the listeners.
+ */
+export function stopOnSignals(stop: () => unknown): () => void {
+  const signals: Deno.Signal[] = Deno.build.os === "windows"
+    ? ["SIGINT"]
+    : ["SIGINT", "SIGTERM"];
+  let received = 0;
+  const onSignal = () => {
+    if (++received > 1) Deno.exit(130);
+    stop();
+  };
+  for (const signal of signals) Deno.addSignalListener(signal, onSignal);
+  return () => {
+    for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
+  };
+}
