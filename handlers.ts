@@ -337,7 +337,7 @@ function digitsAt(s: string, start: number, end: number): boolean {
 /** The `Content-Length` of a request; `0` when absent or empty. */
 function contentLength(environ: Environ): number {
   const value = environ.CONTENT_LENGTH;
-  if (value === undefined || value === "") return 0;
+  if (value === undefined || value === null || value === "") return 0;
   const digits = typeof value === "string" ? value.trim() : "";
   if (
     digits.length === 0 || digits.length > 15 ||
@@ -969,8 +969,8 @@ export type OutputStream =
  * sends the whole response itself).
  *
  * `stdin` is an `InputStream` or a reader with `readSync` such as
- * `Deno.stdin`, read no further than `CONTENT_LENGTH` (none, empty or `0`:
- * no body); `stdout` an `OutputStream`; `stderr` an `ErrorStream` or a byte
+ * `Deno.stdin`, read no further than `CONTENT_LENGTH` (none, empty, `null`
+ * or `0`: no body); `stdout` an `OutputStream`; `stderr` an `ErrorStream` or a byte
  * writer such as `Deno.stderr`.
  *
  * @example Usage

@@ -300,7 +300,10 @@ function normpath(path: string): string {
 
 /**
  * Move one path segment from `PATH_INFO` to the end of `SCRIPT_NAME` and
- * return it; `null` when `PATH_INFO` is empty. Mutates `environ`.
+ * return it; `null` when `PATH_INFO` is empty, missing or `null` (Python's
+ * `None`), as wsgiref returns `None`: then the environ is left as it is,
+ * `SCRIPT_NAME` included (not added, not normalised, not checked).
+ * Otherwise it mutates `environ`.
  *
  * Empty and `.` segments inside the path are skipped and `SCRIPT_NAME` is
  * normalised (`..` removes the previous segment). When `PATH_INFO` is just
@@ -319,16 +322,25 @@ function normpath(path: string): string {
  * assert.equal(shiftPathInfo(environ), "");
  * assert.deepEqual(environ, { SCRIPT_NAME: "/app/x/", PATH_INFO: "" });
  * assert.equal(shiftPathInfo(environ), null);
+ * assert.deepEqual(environ, { SCRIPT_NAME: "/app/x/", PATH_INFO: "" });
+ *
+ * const noPath = { SCRIPT_NAME: "/app/" }; // no PATH_INFO: left alone
+ * assert.equal(shiftPathInfo(noPath), null);
+ * assert.deepEqual(noPath, { SCRIPT_NAME: "/app/" });
  * ```
  *
  * @param environ The request environment.
  * @returns The segment moved, or `null` when none is left.
- * @throws {TypeError} When `PATH_INFO` or `SCRIPT_NAME` is not a string.
+ * @throws {TypeError} When `PATH_INFO` is neither a string nor `null`, or
+ * when a segment is to be moved and `SCRIPT_NAME` is present but not a
+ * string (wsgiref fails there too, on `None + "/"`).
  */
 export function shiftPathInfo(environ: Environ): string | null {
   const action = "shift PATH_INFO";
   checkEnviron(environ, action);
-  const pathInfo = getString(environ, "PATH_INFO", "", action);
+  // wsgiref: `environ.get("PATH_INFO", "")`, then None when it is false, so
+  // missing, "" and None alike; nothing else is read or changed then.
+  const pathInfo = getTruthyString(environ, "PATH_INFO", action);
   if (!pathInfo) return null;
   let scriptName = getString(environ, "SCRIPT_NAME", "", action);
 

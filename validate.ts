@@ -123,8 +123,11 @@ export class WSGIWarning extends Error {
  */
 export interface ValidatorOptions {
   /**
-   * Refuse this package's async extension: an application that returns a
-   * promise, and a result that is only an `AsyncIterable`.
+   * Refuse what PEP 3333 allows but a portable application avoids: this
+   * package's async extension (an application that returns a promise, a
+   * result that is only an `AsyncIterable`) and, as wsgiref's validator
+   * does, a `wsgi.input.read()` without a size. Without `strict`, that
+   * `read()` only draws a `WSGIWarning`.
    *
    * @default {false}
    */
@@ -544,9 +547,14 @@ class Interaction {
   readonly input: InputStream;
   readonly errors: ErrorStream;
   readonly head: boolean;
-  /** CONTENT_LENGTH as a number; 0 when empty or absent. */
-  readonly requestLength: number;
+  /**
+   * CONTENT_LENGTH as a number; `null` when it is absent or empty: the
+   * length is unknown (a chunked upload), not zero, so no "read past
+   * CONTENT_LENGTH" warning applies.
+   */
+  readonly requestLength: number | null;
   readonly requestLengthText: string;
+  readonly strict: boolean;
   #startResponse: StartResponse;
   started = false;
   code = 0;
@@ -557,17 +565,23 @@ class Interaction {
   closed = false;
   #warnedReadPast = false;
   #warnedInputOverrun = false;
+  #warnedUnsizedRead = false;
   #unclosedReported = false;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(environ: Record<string, unknown>, startResponse: StartResponse) {
+  constructor(
+    environ: Record<string, unknown>,
+    startResponse: StartResponse,
+    strict: boolean,
+  ) {
     this.input = environ["wsgi.input"] as InputStream;
     this.errors = environ["wsgi.errors"] as ErrorStream;
     this.head = environ.REQUEST_METHOD === "HEAD";
     this.requestLengthText = (environ.CONTENT_LENGTH ?? "") as string;
     this.requestLength = this.requestLengthText === ""
-      ? 0
+      ? null
       : Number(this.requestLengthText);
+    this.strict = strict;
     this.#startResponse = startResponse;
   }
 
@@ -744,10 +758,30 @@ class Interaction {
     return typeof close === "function" ? close.call(original) : undefined;
   }
 
+  /**
+   * A `wsgi.input.read()` without a size (none, `null` or negative), shown
+   * as `call`: PEP 3333 asks servers to allow it, so it draws a warning
+   * (once per request); wsgiref's validator refuses it, and so does strict
+   * mode.
+   */
+  unsizedRead(call: string): void {
+    if (this.strict) {
+      fail(
+        `wsgi.input.read() needs a size: validator(app, { strict: true }) refuses ${call}, which reads all the rest of the input; read at most CONTENT_LENGTH bytes`,
+      );
+    }
+    if (this.#warnedUnsizedRead) return;
+    this.#warnedUnsizedRead = true;
+    this.warn(
+      `wsgi.input.read() needs a size to be portable: ${call} reads all the rest of the input, which wsgiref's validator refuses; read at most CONTENT_LENGTH bytes`,
+    );
+  }
+
   /** Checks before the application reads `wsgi.input`. */
   beforeInput(size: number): void {
+    const length = this.requestLength;
     if (
-      size !== 0 && this.inputPosition >= this.requestLength &&
+      size !== 0 && length !== null && this.inputPosition >= length &&
       !this.#warnedReadPast
     ) {
       this.#warnedReadPast = true;
@@ -762,11 +796,15 @@ class Interaction {
   /** Account for `n` bytes the server returned from `wsgi.input`. */
   afterInput(n: number): void {
     this.inputPosition += n;
-    if (this.inputPosition > this.requestLength && !this.#warnedInputOverrun) {
+    const length = this.requestLength;
+    if (
+      length !== null && this.inputPosition > length &&
+      !this.#warnedInputOverrun
+    ) {
       this.#warnedInputOverrun = true;
       this.warn(
         `wsgi.input returned ${
-          this.inputPosition - this.requestLength
+          this.inputPosition - length
         } bytes past CONTENT_LENGTH (${
           show(this.requestLengthText)
         }): the server should simulate the end of input there`,
@@ -830,6 +868,11 @@ class InputWrapper implements InputStream {
   read(...args: unknown[]): Uint8Array {
     const size = checkSizeArgument("read", args);
     const state = this.#interaction;
+    if (size < 0) {
+      state.unsizedRead(
+        args.length === 0 ? "read()" : `read(${show(args[0])})`,
+      );
+    }
     state.beforeInput(size);
     const data = callStream(
       "wsgi.input",
@@ -1125,9 +1168,17 @@ function wrapResult(
  *
  * A broken rule throws an `AssertionError` naming the rule and quoting the
  * offending value. Dubious but allowed use (no `QUERY_STRING`, an unknown
- * method, reading `wsgi.input` past `CONTENT_LENGTH`, a result the server
- * did not close within 100 ms of its end or before it was garbage
- * collected) writes a `WSGIWarning: ...` line to `wsgi.errors`.
+ * method, a `wsgi.input.read()` without a size, reading `wsgi.input` past a
+ * numeric `CONTENT_LENGTH`, a result the server did not close within 100 ms
+ * of its end or before it was garbage collected) writes a
+ * `WSGIWarning: ...` line to `wsgi.errors`, each kind once per request. An
+ * absent or empty `CONTENT_LENGTH` means the length is unknown (a chunked
+ * upload), not zero: reading such an input to its end draws no warning.
+ *
+ * With `{ strict: true }`, the async extension (a promise from the
+ * application, an `AsyncIterable` result) and a `wsgi.input.read()` without
+ * a size (none, `null` or negative) are refused with an `AssertionError`, as
+ * wsgiref's own validator refuses that `read()`.
  *
  * As wsgiref's validator, it replaces `wsgi.input` and `wsgi.errors` in the
  * environ with checking wrappers, and the result it returns is a wrapper
@@ -1155,8 +1206,38 @@ function wrapResult(
  * );
  * ```
  *
+ * @example A read() without a size
+ * ```ts
+ * import { AssertionError, validator } from "@wsgi/wsgiref/validate";
+ * import { setupTestingDefaults } from "@wsgi/wsgiref/util";
+ * import type { Application, Environ } from "@wsgi/wsgiref/types";
+ * import assert from "node:assert/strict";
+ *
+ * const app: Application = (environ, startResponse) => {
+ *   const body = environ["wsgi.input"]!.read(); // no size: all the rest
+ *   startResponse("200 OK", [["Content-Type", "text/plain"]]);
+ *   return [body];
+ * };
+ * const errors: string[] = [];
+ * const environ: Environ = {
+ *   QUERY_STRING: "",
+ *   "wsgi.errors": { write: (s) => void errors.push(s), writelines() {}, flush() {} },
+ * };
+ * setupTestingDefaults(environ);
+ * // By default: allowed (PEP 3333), with one warning.
+ * validator(app)({ ...environ }, () => () => {});
+ * assert.equal(errors.length, 1);
+ * assert.match(errors[0], /^WSGIWarning: wsgi\.input\.read\(\) needs a size/);
+ * // Strict mode refuses it, as wsgiref's validator does.
+ * assert.throws(
+ *   () => validator(app, { strict: true })({ ...environ }, () => () => {}),
+ *   AssertionError,
+ * );
+ * ```
+ *
  * @param app The application to check.
- * @param options `strict: true` refuses the async extension.
+ * @param options `strict: true` refuses the async extension and a
+ * `wsgi.input.read()` without a size.
  * @returns An application that checks `app` and the server calling it.
  * @throws {TypeError} When `app` is not a function or `options` is not an
  * options object.
@@ -1199,7 +1280,11 @@ export function validator(
       fail(`start_response must be a function (got ${show(startResponse)})`);
     }
     const env = environ as Record<string, unknown>;
-    const interaction = new Interaction(env, startResponse as StartResponse);
+    const interaction = new Interaction(
+      env,
+      startResponse as StartResponse,
+      strict,
+    );
     for (const warning of warnings) interaction.warn(warning);
     env["wsgi.input"] = new InputWrapper(interaction);
     env["wsgi.errors"] = new ErrorWrapper(interaction);

@@ -2640,3 +2640,42 @@ Deno.test("BaseHandler.run() closes a result reused across requests once per req
     assert.equal(flaky.closed, 2);
   });
 });
+
+Deno.test("SimpleHandler reads no body from a reader stdin when CONTENT_LENGTH is null, as when it is absent", async (t) => {
+  // wsgiref never reads CONTENT_LENGTH, so a None there cannot fail; here a
+  // reader stdin is cut at CONTENT_LENGTH, and null counts as absent.
+  const readBody: Application = (environ, sr) => {
+    const body = (environ["wsgi.input"] as InputStream).read();
+    sr("200 OK", [["Content-Type", "text/plain"]]);
+    return [body];
+  };
+  for (const Handler of [BaseCGIHandler, SimpleHandler]) {
+    await t.step(Handler.name, async () => {
+      let reads = 0;
+      const stdin = {
+        readSync(_p: Uint8Array): number | null {
+          reads++;
+          return null;
+        },
+      };
+      const stdout = new Sink();
+      const errors = new StringErrorStream();
+      const handler = new Handler(stdin, stdout, errors, {
+        ...ENV,
+        REQUEST_METHOD: "POST",
+        CONTENT_LENGTH: null as unknown as string,
+      });
+      handler.osEnviron = {};
+      await handler.run(readBody);
+      const head = Handler === BaseCGIHandler
+        ? "Status: 200 OK\r\n"
+        : "HTTP/1.0 200 OK\r\nDate: <date>\r\n";
+      assert.equal(
+        maskDate(stdout.text),
+        head + "Content-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+      );
+      assert.equal(errors.value, "");
+      assert.equal(reads, 0);
+    });
+  }
+});

@@ -102,6 +102,36 @@ Deno.test("shiftPathInfo() treats missing keys as empty", async (t) => {
   });
 });
 
+Deno.test("shiftPathInfo() returns null and leaves the environ alone for a null or undefined PATH_INFO", async (t) => {
+  // wsgiref: path_info = environ.get("PATH_INFO", ""); None is false, so it
+  // returns None before SCRIPT_NAME is read; nothing is written.
+  const cases: [string, Record<string, unknown>][] = [
+    ["PATH_INFO null", { SCRIPT_NAME: "/a", PATH_INFO: null }],
+    ["PATH_INFO undefined", { SCRIPT_NAME: "/a", PATH_INFO: undefined }],
+    ["PATH_INFO null, no SCRIPT_NAME", { PATH_INFO: null }],
+    [
+      "PATH_INFO null, SCRIPT_NAME not normalised",
+      { SCRIPT_NAME: "/a//b/", PATH_INFO: null },
+    ],
+    [
+      "PATH_INFO null, SCRIPT_NAME null",
+      { SCRIPT_NAME: null, PATH_INFO: null },
+    ],
+    [
+      "PATH_INFO undefined, SCRIPT_NAME not a string",
+      { SCRIPT_NAME: 5, PATH_INFO: undefined },
+    ],
+  ];
+  for (const [name, given] of cases) {
+    await t.step(name, () => {
+      const environ = { ...given };
+      assert.equal(shiftPathInfo(environ as Environ), null);
+      assert.deepEqual(environ, given);
+      assert.deepEqual(Object.keys(environ), Object.keys(given));
+    });
+  }
+});
+
 Deno.test("shiftPathInfo() keeps other environ keys", () => {
   const environ: Environ = {
     SCRIPT_NAME: "",
@@ -136,20 +166,16 @@ Deno.test("shiftPathInfo() refuses bad input", async (t) => {
       { PATH_INFO: 5 },
       /environ\["PATH_INFO"\] must be a string, not number 5/,
     ],
-    [
-      "PATH_INFO null",
-      { PATH_INFO: null },
-      /PATH_INFO"\] must be a string, not null None/,
-    ],
-    [
-      "PATH_INFO undefined",
-      { PATH_INFO: undefined },
-      /PATH_INFO"\] must be a string, not undefined/,
-    ],
     ["SCRIPT_NAME bytes", {
       PATH_INFO: "/x",
       SCRIPT_NAME: encoder.encode("/a"),
     }, /SCRIPT_NAME"\] must be a string, not Uint8Array b'\/a'/],
+    // wsgiref fails too, on None + "/" + name.
+    [
+      "SCRIPT_NAME null with a segment to move",
+      { PATH_INFO: "/x", SCRIPT_NAME: null },
+      /environ\["SCRIPT_NAME"\] must be a string, not null None$/,
+    ],
     [
       "PATH_INFO without a slash",
       { PATH_INFO: "abc" },
@@ -427,6 +453,32 @@ Deno.test("requestUri() works on a setupTestingDefaults() environ", () => {
   assert.equal(applicationUri(environ), "http://127.0.0.1/");
 });
 
+Deno.test("applicationUri() and requestUri() treat a null or undefined HTTP_HOST, SCRIPT_NAME, QUERY_STRING or HTTPS as wsgiref treats None", async (t) => {
+  const full: Environ = {
+    ...BASE,
+    HTTP_HOST: "example.com",
+    SCRIPT_NAME: "/s",
+    PATH_INFO: "/p",
+    QUERY_STRING: "q=1",
+  };
+  // [key, applicationUri, requestUri] for that key set to null/undefined.
+  const cases: [string, string, string][] = [
+    ["HTTP_HOST", "http://127.0.0.1/s", "http://127.0.0.1/s/p?q=1"],
+    ["SCRIPT_NAME", "http://example.com/", "http://example.com/p?q=1"],
+    ["QUERY_STRING", "http://example.com/s", "http://example.com/s/p"],
+    ["HTTPS", "http://example.com/s", "http://example.com/s/p?q=1"],
+  ];
+  for (const [key, application, request] of cases) {
+    for (const value of [null, undefined]) {
+      await t.step(`${key} ${value}`, () => {
+        const environ = { ...full, [key]: value } as Environ;
+        assert.equal(applicationUri(environ), application);
+        assert.equal(requestUri(environ), request);
+      });
+    }
+  }
+});
+
 Deno.test("applicationUri() and requestUri() refuse bad input", async (t) => {
   const cases: [string, unknown, RegExp][] = [
     [
@@ -456,6 +508,22 @@ Deno.test("applicationUri() and requestUri() refuse bad input", async (t) => {
       "wsgi.url_scheme null",
       { ...BASE, "wsgi.url_scheme": null },
       /environ\["wsgi\.url_scheme"\] must be a string, not null None$/,
+    ],
+    // wsgiref fails on these too: url += None, ":" + None.
+    [
+      "SERVER_NAME null without HTTP_HOST",
+      { ...BASE, SERVER_NAME: null },
+      /environ\["SERVER_NAME"\] must be a string, not null None$/,
+    ],
+    [
+      "SERVER_PORT null without HTTP_HOST",
+      { ...BASE, SERVER_PORT: null },
+      /environ\["SERVER_PORT"\] must be a string, not null None$/,
+    ],
+    [
+      "SERVER_PORT undefined without HTTP_HOST",
+      { ...BASE, SERVER_PORT: undefined },
+      /environ\["SERVER_PORT"\] must be a string, not undefined None$/,
     ],
     [
       "SCRIPT_NAME an array",
@@ -496,6 +564,12 @@ Deno.test("applicationUri() and requestUri() refuse bad input", async (t) => {
       "PATH_INFO a number",
       { ...BASE, PATH_INFO: 1 },
       /^Cannot build the request URI: environ\["PATH_INFO"\] must be a string, not number 1$/,
+    ],
+    // wsgiref fails too: quote(None, encoding="latin1") raises TypeError.
+    [
+      "PATH_INFO null",
+      { ...BASE, PATH_INFO: null },
+      /^Cannot build the request URI: environ\["PATH_INFO"\] must be a string, not null None$/,
     ],
     [
       "QUERY_STRING bytes",

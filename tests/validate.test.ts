@@ -1753,10 +1753,12 @@ Deno.test("wsgi.input refuses what a broken server returns (server side)", async
 Deno.test("wsgi.input warns about reading past CONTENT_LENGTH", async (t) => {
   const pastWarning = (length: string) =>
     `WSGIWarning: wsgi.input read past CONTENT_LENGTH (${length}): the application should not read more than CONTENT_LENGTH bytes\n`;
-  await t.step("read() on a request without a body", async () => {
+  await t.step("read(1) on a request with CONTENT_LENGTH 0", async () => {
     assert.equal(
-      await withStreams((e) => void e["wsgi.input"]!.read()),
-      pastWarning("''"),
+      await withStreams((e) => void e["wsgi.input"]!.read(1), {
+        CONTENT_LENGTH: "0",
+      }),
+      pastWarning("'0'"),
     );
   });
   await t.step("a read loop that waits for an empty read", async () => {
@@ -1777,8 +1779,8 @@ Deno.test("wsgi.input warns about reading past CONTENT_LENGTH", async (t) => {
   await t.step("warns once per request", async () => {
     const warnings = await withStreams((e) => {
       const input = e["wsgi.input"]!;
-      input.read();
-      input.read();
+      input.read(5);
+      input.read(5);
       input.readline();
       input.readlines();
     }, postEnviron("ab"));
@@ -1795,13 +1797,18 @@ Deno.test("wsgi.input warns about reading past CONTENT_LENGTH", async (t) => {
         "",
       );
       assert.equal(
-        await withStreams(
-          (e) => void e["wsgi.input"]!.read(),
-          postEnviron("abcdefg"),
-        ),
+        await withStreams((e) => {
+          e["wsgi.input"]!.read(3);
+          e["wsgi.input"]!.read(4);
+        }, postEnviron("abcdefg")),
         "",
       );
-      assert.equal(await withStreams((e) => void e["wsgi.input"]!.read(0)), "");
+      assert.equal(
+        await withStreams((e) => void e["wsgi.input"]!.read(0), {
+          CONTENT_LENGTH: "0",
+        }),
+        "",
+      );
     },
   );
   await t.step("a server returning bytes past CONTENT_LENGTH", async () => {
@@ -1814,6 +1821,187 @@ Deno.test("wsgi.input warns about reading past CONTENT_LENGTH", async (t) => {
       "WSGIWarning: wsgi.input returned 3 bytes past CONTENT_LENGTH ('3'): the server should simulate the end of input there\n",
     );
   });
+});
+
+Deno.test("wsgi.input with an absent or empty CONTENT_LENGTH reads to its end without a warning", async (t) => {
+  // Unknown length (a chunked upload), not zero: nothing to read past.
+  const unknownLength = (contentLength: string | undefined) => ({
+    REQUEST_METHOD: "POST",
+    ...(contentLength === undefined ? {} : { CONTENT_LENGTH: contentLength }),
+    "wsgi.input": new BytesInput(bytes("ab\ncd\nef")),
+  });
+  const readers: [string, (input: InputStream) => string[]][] = [
+    ["read(n) until an empty read", (input) => {
+      const seen: string[] = [];
+      for (;;) {
+        const chunk = input.read(3);
+        seen.push(decoder.decode(chunk));
+        if (chunk.length === 0) return seen;
+      }
+    }],
+    ["readline() until an empty line", (input) => {
+      const seen: string[] = [];
+      for (;;) {
+        const line = input.readline();
+        seen.push(decoder.decode(line));
+        if (line.length === 0) return seen;
+      }
+    }],
+    ["readlines()", (input) => input.readlines().map((l) => decoder.decode(l))],
+    ["iteration", (input) => [...input].map((l) => decoder.decode(l))],
+  ];
+  for (const contentLength of [undefined, ""]) {
+    for (const [name, use] of readers) {
+      const label = contentLength === undefined ? "absent" : "empty";
+      await t.step(`CONTENT_LENGTH ${label}, ${name}`, async () => {
+        let seen: string[] = [];
+        const warnings = await withStreams(
+          (e) => void (seen = use(e["wsgi.input"]!)),
+          unknownLength(contentLength),
+        );
+        assert.equal(seen.join(""), "ab\ncd\nef");
+        assert.equal(warnings, "");
+      });
+    }
+  }
+  await t.step("a numeric CONTENT_LENGTH still warns", async () => {
+    const warnings = await withStreams((e) => {
+      while (e["wsgi.input"]!.read(3).length > 0);
+    }, unknownLength("8"));
+    assert.equal(
+      warnings,
+      "WSGIWarning: wsgi.input read past CONTENT_LENGTH ('8'): the application should not read more than CONTENT_LENGTH bytes\n",
+    );
+  });
+});
+
+/** The warning a read() without a size draws, for the call shown. */
+const unsizedWarning = (call: string) =>
+  `WSGIWarning: wsgi.input.read() needs a size to be portable: ${call} reads all the rest of the input, which wsgiref's validator refuses; read at most CONTENT_LENGTH bytes\n`;
+
+/** The AssertionError message strict mode gives for the call shown. */
+const unsizedRefusal = (call: string) =>
+  `wsgi.input.read() needs a size: validator(app, { strict: true }) refuses ${call}, which reads all the rest of the input; read at most CONTENT_LENGTH bytes`;
+
+/** The ways to call read() without a size: name, as a message shows it,
+ * the call. */
+const UNSIZED_READS: [string, string, (input: InputStream) => Uint8Array][] = [
+  ["read()", "read()", (input) => input.read()],
+  ["read(-1)", "read(-1)", (input) => input.read(-1)],
+  ["read(-5)", "read(-5)", (input) => input.read(-5)],
+  [
+    "read(null)",
+    "read(None)",
+    (input) => input.read(null as unknown as number),
+  ],
+  ["read(undefined)", "read(None)", (input) => input.read(undefined)],
+];
+
+Deno.test("wsgi.input.read() without a size returns the data and writes one WSGIWarning by default", async (t) => {
+  for (const [name, call, read] of UNSIZED_READS) {
+    await t.step(name, async () => {
+      let data = "";
+      const warnings = await withStreams(
+        (e) => void (data = decoder.decode(read(e["wsgi.input"]!))),
+        postEnviron("hello"),
+      );
+      assert.equal(data, "hello");
+      assert.equal(warnings, unsizedWarning(call));
+    });
+  }
+  await t.step("on an input of unknown length", async () => {
+    let data = "";
+    const warnings = await withStreams(
+      (e) => void (data = decoder.decode(e["wsgi.input"]!.read())),
+      { "wsgi.input": new BytesInput(bytes("chunked")) },
+    );
+    assert.equal(data, "chunked");
+    assert.equal(warnings, unsizedWarning("read()"));
+  });
+  await t.step("warns once per request", async () => {
+    const warnings = await withStreams((e) => {
+      const input = e["wsgi.input"]!;
+      input.read();
+      input.read(-1);
+      input.read();
+    }, { "wsgi.input": new BytesInput(bytes("chunked")) });
+    assert.equal(warnings, unsizedWarning("read()"));
+  });
+  await t.step("read(0) and read(n) draw no such warning", async () => {
+    const warnings = await withStreams((e) => {
+      e["wsgi.input"]!.read(0);
+      e["wsgi.input"]!.read(5);
+    }, postEnviron("hello"));
+    assert.equal(warnings, "");
+  });
+});
+
+Deno.test("validator(app, { strict: true }) refuses wsgi.input.read() without a size", async (t) => {
+  for (const [name, call, read] of UNSIZED_READS) {
+    await t.step(name, () => {
+      const raw = new BytesInput(bytes("hello"));
+      const app: Application = (environ, startResponse) => {
+        read(environ["wsgi.input"]!);
+        startResponse("200 OK", TEXT);
+        return [];
+      };
+      const environ = makeEnviron({
+        ...postEnviron("hello"),
+        "wsgi.input": raw,
+      });
+      const errors = environ["wsgi.errors"] as StringErrorStream;
+      const { startResponse } = fakeServer();
+      throwsAssertion(
+        () => validator(app, { strict: true })(environ, startResponse),
+        unsizedRefusal(call),
+      );
+      // Refused before the server's stream was touched; no warning either.
+      assert.equal(decoder.decode(raw.read()), "hello");
+      assert.equal(errors.value, "");
+    });
+  }
+});
+
+Deno.test("validator(app, { strict: true }) lets readline(), readlines(), iteration and read(n) through", async (t) => {
+  const joinLines = (lines: Uint8Array[]) =>
+    lines.map((line) => decoder.decode(line)).join("|");
+  const readers: [string, (input: InputStream) => string, string][] = [
+    ["read(n)", (input) => decoder.decode(input.read(5)), "ab\ncd"],
+    ["read(0)", (input) => decoder.decode(input.read(0)), ""],
+    ["readline()", (input) => decoder.decode(input.readline()), "ab\n"],
+    ["readline(-1)", (input) => decoder.decode(input.readline(-1)), "ab\n"],
+    ["readlines()", (input) => joinLines(input.readlines()), "ab\n|cd"],
+    ["readlines(-1)", (input) => joinLines(input.readlines(-1)), "ab\n|cd"],
+    ["iteration", (input) => joinLines([...input]), "ab\n|cd"],
+  ];
+  for (const [name, use, expected] of readers) {
+    await t.step(name, async () => {
+      // Strict and default modes see the same data and the same warnings.
+      const outcomes: [string, string][] = [];
+      for (const strict of [false, true]) {
+        for (
+          const extra of [postEnviron("ab\ncd"), {
+            "wsgi.input": new BytesInput(bytes("ab\ncd")),
+          }]
+        ) {
+          let seen = "";
+          const app: Application = (environ, startResponse) => {
+            seen = use(environ["wsgi.input"]!);
+            startResponse("200 OK", TEXT);
+            return [];
+          };
+          const served = await serve(app, makeEnviron(extra), { strict });
+          assert.equal(served.status, "200 OK");
+          assert.equal(seen, expected);
+          assert.ok(!served.errors.includes("needs a size"), served.errors);
+          outcomes.push([seen, served.errors]);
+        }
+      }
+      assert.deepEqual(outcomes.slice(2), outcomes.slice(0, 2));
+      // With an unknown length, no warning at all.
+      assert.equal(outcomes[3][1], "");
+    });
+  }
 });
 
 Deno.test("wsgi.input closed by the server while the response runs (server side)", async (t) => {

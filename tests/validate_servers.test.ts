@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { validator } from "../validate.ts";
+import { validator, type ValidatorOptions } from "../validate.ts";
 import { BaseCGIHandler, SimpleHandler } from "../handlers.ts";
 import {
   makeServer,
@@ -204,6 +204,7 @@ async function runHandler(
   app: Application,
   method = "GET",
   body = "",
+  options: ValidatorOptions = {},
 ): Promise<{ output: string; errors: StringErrorStream }> {
   const chunks: Uint8Array[] = [];
   const stdout = { write: (p: Uint8Array) => void chunks.push(p.slice()) };
@@ -218,7 +219,7 @@ async function runHandler(
   );
   // The process environment is not part of the test.
   handler.osEnviron = {};
-  await handler.run(validator(app));
+  await handler.run(validator(app, options));
   return { output: chunks.map((c) => decoder.decode(c)).join(""), errors };
 }
 
@@ -287,6 +288,70 @@ for (
       /AssertionError: No Content-Type header found in headers \(\[\]\)/,
     );
     assert.match(output, /500 Internal Server Error\r\n/);
+  });
+}
+
+// --- wsgi.input.read() without a size (CPython's test_wsgi_input) ----------
+
+/** Reads the whole body with read() and no size, then echoes it. */
+const unsizedReadApp: Application = (environ, startResponse) => {
+  const body = (environ["wsgi.input"] as InputStream).read();
+  startResponse("200 OK", TEXT);
+  return [body];
+};
+
+const ERROR_PAGE =
+  "Content-Type: text/plain\r\nContent-Length: 59\r\n\r\nA server error occurred.  Please contact the administrator.";
+const UNSIZED_REFUSAL =
+  "AssertionError: wsgi.input.read() needs a size: validator(app, { strict: true }) refuses read(), which reads all the rest of the input; read at most CONTENT_LENGTH bytes\n";
+const UNSIZED_WARNING =
+  "WSGIWarning: wsgi.input.read() needs a size to be portable: read() reads all the rest of the input, which wsgiref's validator refuses; read at most CONTENT_LENGTH bytes\n";
+
+for (
+  const [Handler, origin] of [
+    [SimpleHandler, true],
+    [BaseCGIHandler, false],
+  ] as const
+) {
+  /** The output after the status line, without the origin's Date line. */
+  const afterStatus = (output: string, status: string): string => {
+    const prefix = origin ? `HTTP/1.0 ${status}\r\n` : `Status: ${status}\r\n`;
+    assert.ok(output.startsWith(prefix), output);
+    const rest = output.slice(prefix.length);
+    if (!origin) return rest;
+    assert.match(rest, DATE_LINE);
+    return rest.replace(DATE_LINE, "");
+  };
+
+  Deno.test(`${Handler.name}.run() answers 500 and logs the AssertionError for read() without a size under validator(app, { strict: true })`, async () => {
+    const { output, errors } = await runHandler(
+      Handler,
+      unsizedReadApp,
+      "POST",
+      "hello world",
+      { strict: true },
+    );
+    assert.equal(
+      afterStatus(output, "500 Internal Server Error"),
+      ERROR_PAGE,
+    );
+    assert.ok(errors.value.startsWith(UNSIZED_REFUSAL), errors.value);
+    assert.ok(!errors.value.includes("WSGIWarning"), errors.value);
+  });
+
+  Deno.test(`${Handler.name}.run() returns the data of read() without a size under validator(app), with one WSGIWarning`, async () => {
+    const { output, errors } = await runHandler(
+      Handler,
+      unsizedReadApp,
+      "POST",
+      "hello world",
+    );
+    assert.equal(
+      afterStatus(output, "200 OK"),
+      // The validator's result is not an Array: no Content-Length is added.
+      "Content-Type: text/plain\r\n\r\nhello world",
+    );
+    assert.equal(errors.value, UNSIZED_WARNING);
   });
 }
 
@@ -543,6 +608,55 @@ Deno.test("toFetchHandler() logs the validator's AssertionError for a broken app
     errors.value,
     /AssertionError: Hop-by-hop header, 'Connection: close', not allowed/,
   );
+});
+
+Deno.test("toFetchHandler() answers 500 and logs the AssertionError for read() without a size under validator(app, { strict: true })", async () => {
+  const errors = new StringErrorStream();
+  const fetchHandler = toFetchHandler(
+    validator(unsizedReadApp, { strict: true }),
+    { handlerClass: capturing(errors), quiet: true },
+  );
+  const response = await fetchHandler(
+    new Request("http://127.0.0.1/", { method: "POST", body: "hello world" }),
+  );
+  const body = new Uint8Array(await response.arrayBuffer());
+  assert.equal(response.status, 500);
+  assert.equal(response.headers.get("content-type"), "text/plain");
+  assert.deepEqual(
+    body,
+    bytes("A server error occurred.  Please contact the administrator."),
+  );
+  assert.ok(errors.value.startsWith(UNSIZED_REFUSAL), errors.value);
+  assert.ok(!errors.value.includes("WSGIWarning"), errors.value);
+});
+
+Deno.test("toFetchHandler() returns the data of read() without a size under validator(app), with one WSGIWarning", async (t) => {
+  const bodies: [string, () => BodyInit][] = [
+    ["a body of known length", () => "hello world"],
+    ["a chunked upload", () =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(bytes("hello "));
+          controller.enqueue(bytes("world"));
+          controller.close();
+        },
+      })],
+  ];
+  for (const [name, body] of bodies) {
+    await t.step(name, async () => {
+      const errors = new StringErrorStream();
+      const fetchHandler = toFetchHandler(validator(unsizedReadApp), {
+        handlerClass: capturing(errors),
+        quiet: true,
+      });
+      const response = await fetchHandler(
+        new Request("http://127.0.0.1/", { method: "POST", body: body() }),
+      );
+      assert.equal(response.status, 200);
+      assert.equal(await response.text(), "hello world");
+      assert.equal(errors.value, UNSIZED_WARNING);
+    });
+  }
 });
 
 Deno.test("makeServer() passes the validator with every test app over real HTTP", async (t) => {
