@@ -334,6 +334,11 @@ export const MONTH_NAMES: readonly string[] = [
   "Dec",
 ];
 
+/** The promise of every step that finished synchronously: one settled
+ * promise, not a new one per request; callers compare against it to skip a
+ * hop. */
+export const RESOLVED: Promise<void> = Promise.resolve();
+
 /** Whether `value` has a `then` method, as `await` checks. */
 export function isThenable<T>(value: unknown): value is PromiseLike<T> {
   return (typeof value === "object" || typeof value === "function") &&

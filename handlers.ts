@@ -70,6 +70,7 @@ import {
   percentDecodeLatin1,
   quote,
   repr,
+  RESOLVED,
   statusProblem,
   typeName,
   utf8ToLatin1,
@@ -334,7 +335,8 @@ function digitsAt(s: string, start: number, end: number): boolean {
   return true;
 }
 
-/** The `Content-Length` of a request; `0` when absent or empty. */
+/** The `Content-Length` of a request; `0` when absent, empty or `null`
+ * (Python's `None`: wsgiref never reads it, so it cannot fail on it). */
 function contentLength(environ: Environ): number {
   const value = environ.CONTENT_LENGTH;
   if (value === undefined || value === null || value === "") return 0;
@@ -538,25 +540,46 @@ export class BaseHandler {
    * @param application The application, synchronous or `async`.
    * @returns A promise that settles when the response is sent.
    */
-  async run(application: Application): Promise<void> {
+  run(application: Application): Promise<void> {
     // close() is called by finishResponse(), never here except in the
     // double-error branch: a server that sends the body asynchronously
     // overrides finishResponse() and closes when it is done.
+    let finished: Promise<void>;
     try {
       this.setupEnviron();
       const result = application(this.environ!, this.startResponse);
-      this.result = isThenable<ResponseBody>(result) ? await result : result;
+      if (isThenable<ResponseBody>(result)) return this.#runLater(result);
+      this.result = result;
+      finished = this.finishResponse();
+    } catch (thrown) {
+      return this.#recover(thrown);
+    }
+    // A synchronous application pays for no promise of its own.
+    return finished === RESOLVED
+      ? finished
+      : finished.then(undefined, (thrown) => this.#recover(thrown));
+  }
+
+  /** `run()` for an application that returned a promise. */
+  async #runLater(result: PromiseLike<ResponseBody>): Promise<void> {
+    try {
+      this.result = await result;
       await this.finishResponse();
     } catch (thrown) {
-      // Clients close connections abruptly from time to time.
-      if (isClientGone(thrown)) return;
-      try {
-        await this.handleError(asError(thrown));
-      } catch (error) {
-        // An error while handling an error: give up, let the server see it.
-        await this.close();
-        throw error;
-      }
+      await this.#recover(thrown);
+    }
+  }
+
+  /** Answer an error from the application or the response. */
+  async #recover(thrown: unknown): Promise<void> {
+    // Clients close connections abruptly from time to time.
+    if (isClientGone(thrown)) return;
+    try {
+      await this.handleError(asError(thrown));
+    } catch (error) {
+      // An error while handling an error: give up, let the server see it.
+      await this.close();
+      throw error;
     }
   }
 
@@ -595,32 +618,59 @@ export class BaseHandler {
    *
    * @returns A promise that settles when the body is sent.
    */
-  async finishResponse(): Promise<void> {
+  finishResponse(): Promise<void> {
+    // Synchronous while it can be: a plain iterable result of a
+    // synchronous application settles without a promise hop.
     try {
-      let sent = false;
-      if (this.resultIsFile()) {
-        const outcome = this.sendfile();
-        sent = isThenable<boolean>(outcome) ? await outcome : outcome;
-      }
+      let sent: boolean | PromiseLike<boolean> = false;
+      if (this.resultIsFile()) sent = this.sendfile();
+      if (isThenable<boolean>(sent)) return this.#finishLater(sent, null);
       if (!sent) {
-        const result = this.result as unknown;
-        if (
-          typeof (result as Iterable<Uint8Array>)?.[Symbol.iterator] ===
-            "function"
-        ) {
-          for (const data of result as Iterable<Uint8Array>) this.write(data);
-        } else {
-          await writeAsyncResult(this, result);
-        }
+        const writing = this.#writeResult();
+        if (writing !== undefined) return this.#finishLater(null, writing);
         this.finishContent();
       }
     } catch (error) {
-      // Close the result even so; not close() itself, which would reset the
-      // state that handleError() still needs (bpo-29183).
-      await closeResult(this.result, this);
-      throw error;
+      return this.#abandon(error);
+    }
+    return this.close();
+  }
+
+  /** `finishResponse()` once an asynchronous step is under way. */
+  async #finishLater(
+    sending: PromiseLike<boolean> | null,
+    writing: Promise<void> | null,
+  ): Promise<void> {
+    try {
+      if (sending === null || !(await sending)) {
+        await (writing ?? this.#writeResult());
+        this.finishContent();
+      }
+    } catch (error) {
+      await this.#abandon(error);
     }
     await this.close();
+  }
+
+  /** `write()` each chunk of the result: an iterable at once; for an
+   * `AsyncIterable`, the promise of the loop. */
+  #writeResult(): Promise<void> | undefined {
+    const result = this.result as unknown;
+    if (
+      typeof (result as Iterable<Uint8Array>)?.[Symbol.iterator] === "function"
+    ) {
+      for (const data of result as Iterable<Uint8Array>) this.write(data);
+      return undefined;
+    }
+    return writeAsyncResult(this, result);
+  }
+
+  /** Close the result after an error, then throw it; not `close()` itself,
+   * which would reset the state that `handleError()` still needs
+   * (bpo-29183). */
+  async #abandon(error: unknown): Promise<never> {
+    await closeResult(this.result, this);
+    throw error;
   }
 
   /**
@@ -787,20 +837,37 @@ export class BaseHandler {
    *
    * @returns A promise that settles once the result is closed.
    */
-  async close(): Promise<void> {
+  close(): Promise<void> {
+    let closing: PromiseLike<unknown> | undefined;
     try {
-      const closing = closeResult(this.result, this);
-      if (closing !== undefined) await closing;
-    } finally {
-      forgetClosedResult(this);
-      this.result =
-        this.headers =
-        this.status =
-        this.environ =
-          null;
-      this.bytesSent = 0;
-      this.headersSent = false;
+      closing = closeResult(this.result, this);
+    } catch (error) {
+      this.#reset();
+      return Promise.reject(error);
     }
+    if (closing === undefined) {
+      this.#reset();
+      return RESOLVED;
+    }
+    return Promise.resolve(closing).then(
+      () => this.#reset(),
+      (error) => {
+        this.#reset();
+        throw error;
+      },
+    );
+  }
+
+  /** Forget the request that is over. */
+  #reset(): void {
+    forgetClosedResult(this);
+    this.result =
+      this.headers =
+      this.status =
+      this.environ =
+        null;
+    this.bytesSent = 0;
+    this.headersSent = false;
   }
 
   /** Send the status and headers, after `cleanupHeaders()`; an origin

@@ -80,6 +80,7 @@ import {
   percentDecodeLatin1,
   quote,
   repr,
+  RESOLVED,
   typeName,
   utf8ToLatin1,
 } from "./_internal.ts";
@@ -136,6 +137,27 @@ function headerKeys(name: string): [string, string] {
     if (HEADER_KEYS.size < HEADER_KEY_CACHE_LIMIT) HEADER_KEYS.set(name, keys);
   }
   return keys;
+}
+
+/** Whether `name` is `canonical` in any case; the common spellings are
+ * compared first, without a lower-case copy. */
+function isNamed(name: string, canonical: string, lower: string): boolean {
+  return name === canonical || name === lower || name.toLowerCase() === lower;
+}
+
+function isContentLength(name: string): boolean {
+  return name.length === 14 &&
+    isNamed(name, "Content-Length", "content-length");
+}
+
+/** Close `result` for `handler` after an error, then throw the error. */
+async function closeThenThrow(
+  result: unknown,
+  handler: object,
+  error: unknown,
+): Promise<never> {
+  await closeResult(result, handler);
+  throw error;
 }
 
 /** Call an iterator's `return()`, as a `for...of` loop left early does. */
@@ -346,23 +368,27 @@ export class ServerHandler extends SimpleHandler {
    *
    * @returns A promise that settles once `response` is set.
    */
-  override async finishResponse(): Promise<void> {
+  override finishResponse(): Promise<void> {
     const result = this.result;
-    if (Array.isArray(result)) {
-      try {
-        for (const chunk of result as unknown[]) {
-          this.write(chunk as Uint8Array);
-        }
-        this.finishContent();
-        this.#respond(this.#fixedBody());
-      } catch (error) {
-        this.#unsend();
-        await closeResult(result, this);
-        throw error;
+    if (!Array.isArray(result)) return this.#finishStream();
+    // The common case, kept synchronous: the Response exists when this
+    // returns.
+    try {
+      for (const chunk of result as unknown[]) {
+        this.write(chunk as Uint8Array);
       }
-      await this.close();
-      return;
+      this.finishContent();
+      this.#respond(this.#fixedBody());
+    } catch (error) {
+      this.#unsend();
+      return closeThenThrow(result, this, error);
     }
+    return this.close();
+  }
+
+  /** `finishResponse()` for a result that is not an `Array`. */
+  async #finishStream(): Promise<void> {
+    const result = this.result;
     const iterable = result as Partial<
       Iterable<unknown> & AsyncIterable<unknown>
     >;
@@ -418,6 +444,12 @@ export class ServerHandler extends SimpleHandler {
     }
     if (this.#over) await this.close();
   }
+
+  /**
+   * Nothing to do: `Deno.serve` sets the `Content-Length` of every fixed
+   * body from the body itself, and a streamed body has none.
+   */
+  override setContentLength(): void {}
 
   /**
    * Mark the headers as sent after `cleanupHeaders()`; no bytes are
@@ -476,25 +508,37 @@ export class ServerHandler extends SimpleHandler {
    *
    * @returns A promise that settles once the result is closed.
    */
-  override async close(): Promise<void> {
+  override close(): Promise<void> {
     const requestHandler = this.requestHandler;
-    try {
-      if (!this.#logged && requestHandler !== null && this.status !== null) {
-        this.#logged = true;
-        const status = this.status;
-        const space = status.indexOf(" ");
+    let logError: unknown = null;
+    let logFailed = false;
+    if (!this.#logged && requestHandler !== null && this.status !== null) {
+      this.#logged = true;
+      const status = this.status;
+      const space = status.indexOf(" ");
+      try {
         requestHandler.logRequest(
           space < 0 ? status : status.slice(0, space),
           this.bytesSent,
         );
-      }
-    } finally {
-      try {
-        await super.close();
-      } finally {
-        requestHandler?.finish();
+      } catch (error) {
+        logFailed = true;
+        logError = error;
       }
     }
+    const closing = super.close();
+    if (closing === RESOLVED && !logFailed) {
+      // Closed at once: release the body without a promise hop.
+      try {
+        requestHandler?.finish();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      return closing;
+    }
+    return closing.finally(() => requestHandler?.finish()).then(() => {
+      if (logFailed) throw logError;
+    });
   }
 
   /** Forget what was "sent": nothing has left while no Response exists. */
@@ -528,33 +572,56 @@ export class ServerHandler extends SimpleHandler {
       ? this.#list
       : this.headers!.items();
     const fixedLength = body instanceof Uint8Array ? body.length : -1;
-    const sent: [string, string][] = [];
     let software = this.serverSoftware;
     let typed = false;
-    for (const pair of list) {
-      const name = pair[0];
-      if (name.length === 6 && name.toLowerCase() === "server") {
-        software = null;
-      } else if (name.length === 12 && name.toLowerCase() === "content-type") {
-        typed = true;
-      } else if (
-        fixedLength >= 0 && name.length === 14 &&
-        name.toLowerCase() === "content-length" &&
-        pair[1] === String(fixedLength)
-      ) continue;
-      sent.push(pair);
+    let dropLength = false;
+    const lengthText = fixedLength >= 0 ? String(fixedLength) : "";
+    for (let i = 0; i < list.length; i++) {
+      const [name, value] = list[i];
+      switch (name.length) {
+        case 6:
+          if (isNamed(name, "Server", "server")) software = null;
+          break;
+        case 12:
+          if (isNamed(name, "Content-Type", "content-type")) typed = true;
+          break;
+        case 14:
+          // Deno.serve sets a fixed body's Content-Length itself.
+          if (
+            fixedLength >= 0 &&
+            value === lengthText && isContentLength(name)
+          ) dropLength = true;
+      }
     }
     // As wsgiref's preamble, Server goes first, unless the application set
-    // one (Deno.serve adds Date).
-    if (software) sent.unshift(["Server", software]);
-    const headers = typed && sent.length === 1
-      ? { [sent[0][0]]: sent[0][1] }
-      : sent;
-    // A string body without a Content-Type would get Deno's text/plain one.
-    const text = typed && fixedLength > 0
+    // one (Deno.serve adds Date). A plain object costs Deno.serve less to
+    // read than an array of pairs (each pair goes through a sequence
+    // conversion), when it can hold the headers in order.
+    const sent: [string, string][] = software ? [["Server", software]] : [];
+    let record: Record<string, string> | null = software
+      ? { Server: software }
+      : {};
+    for (let i = 0; i < list.length; i++) {
+      const pair = list[i];
+      const name = pair[0];
+      if (dropLength && isContentLength(name) && pair[1] === lengthText) {
+        continue;
+      }
+      sent.push(pair);
+      if (record !== null) {
+        // Repeated, inherited or integer names need the pairs.
+        const first = name.charCodeAt(0);
+        if ((first >= 0x30 && first <= 0x39) || name in record) record = null;
+        else record[name] = pair[1];
+      }
+    }
+    const code = this.#code;
+    // Deno.serve's fastest response: status 200, a lone Content-Type and a
+    // string body (a string without a Content-Type would get Deno's own).
+    const text = code === 200 && typed && sent.length === 1 && fixedLength > 0
       ? asciiText(body as Uint8Array)
       : null;
-    const code = this.#code;
+    const headers = record ?? sent;
     try {
       this.#response = new Response(
         text ?? body,

@@ -37,6 +37,10 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
   "upgrade",
 ]);
 
+const HOP_BY_HOP_LENGTHS: ReadonlySet<number> = new Set(
+  [...HOP_BY_HOP].map((name) => name.length),
+);
+
 /** Values of the `HTTPS` variable that mean the request came over TLS. */
 const HTTPS_ON: ReadonlySet<unknown> = new Set(["yes", "on", "1"]);
 
@@ -445,7 +449,10 @@ export function isHopByHop(name: string): boolean {
   if (typeof name !== "string") {
     throw wrongType("check for a hop-by-hop header", "name", "a string", name);
   }
-  return HOP_BY_HOP.has(name.toLowerCase());
+  // Most names (Content-Type, ...) are ruled out by their length alone,
+  // without a lower-case copy: every response pays for this check.
+  return HOP_BY_HOP_LENGTHS.has(name.length) &&
+    HOP_BY_HOP.has(name.toLowerCase());
 }
 
 /**
