@@ -192,8 +192,9 @@ export class BodySpool {
   }
 }
 
-/** An application that answers with a short plain-text error. */
-function errorApp(status: string, message: string): Application {
+/** An application that answers with a short plain-text error, for a
+ * request the server refuses without calling its application. */
+export function errorApp(status: string, message: string): Application {
   return (_environ, startResponse) => {
     startResponse(status, [["Content-Type", "text/plain; charset=utf-8"]]);
     return [new TextEncoder().encode(message + "\n")];

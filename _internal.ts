@@ -318,6 +318,15 @@ function hexDigit(code: number): number {
   return code >= 0x61 && code <= 0x66 ? code - 0x61 + 10 : -1;
 }
 
+/** The `osEnviron` of the servers: never the process environment, whose
+ * variables are no business of a client's request. */
+export const NO_OS_ENVIRON: Record<string, string> = Object.freeze(
+  {},
+) as Record<
+  string,
+  string
+>;
+
 /** English month abbreviations, for HTTP dates and the access log. */
 export const MONTH_NAMES: readonly string[] = [
   "Jan",
@@ -343,6 +352,59 @@ export const RESOLVED: Promise<void> = Promise.resolve();
 export function isThenable<T>(value: unknown): value is PromiseLike<T> {
   return (typeof value === "object" || typeof value === "function") &&
     value !== null && typeof (value as { then?: unknown }).then === "function";
+}
+
+/** Call an iterator's `return()`, as a `for...of` loop left early does. */
+export async function returnIterator(
+  iterator: Iterator<unknown> | AsyncIterator<unknown>,
+): Promise<void> {
+  if (typeof iterator.return === "function") {
+    const returned = iterator.return();
+    if (isThenable(returned)) await returned;
+  }
+}
+
+// Control characters that the access log escapes, as `http.server` does.
+// deno-lint-ignore no-control-regex
+const LOG_ESCAPED = /[\x00-\x1f\x7f-\x9f\\]/g;
+let logDateSecond = -1;
+let logDateText = "";
+
+/** The local time as `http.server` logs it: `21/Nov/2026 10:00:00`. */
+function logDate(): string {
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== logDateSecond) {
+    const d = new Date(second * 1000);
+    const pad = (n: number) => String(n).padStart(2, "0");
+    logDateText = `${pad(d.getDate())}/${MONTH_NAMES[d.getMonth()]}/${
+      String(d.getFullYear()).padStart(4, "0")
+    } ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    logDateSecond = second;
+  }
+  return logDateText;
+}
+
+/**
+ * A log line as `http.server` writes it: the client's address (`-` when
+ * unknown), the local date and `message`, control characters escaped
+ * (`\x1b`, `\\`): `127.0.0.1 - - [21/Nov/2026 10:00:00] message\n`. With
+ * `multiline`, a newline starts an indented line instead (for stacks).
+ */
+export function logLine(
+  address: string,
+  message: string,
+  multiline = false,
+): string {
+  const escaped = message.replace(
+    LOG_ESCAPED,
+    (c) =>
+      c === "\n" && multiline
+        ? "\n  "
+        : c === "\\"
+        ? "\\\\"
+        : "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0"),
+  );
+  return `${address || "-"} - - [${logDate()}] ${escaped}\n`;
 }
 
 /** Per handler, the result whose `close()` it has called for the current

@@ -581,3 +581,11 @@ function notAnErrorStream(stream: unknown): TypeError {
     } as an error stream: it has no writelines, writeSync or write method`,
   );
 }
+
+let processErrors: ErrorStream | undefined;
+
+/** The process's stderr as an `ErrorStream`, made once: the servers' error
+ * and access log by default. */
+export function processStderr(): ErrorStream {
+  return processErrors ??= toErrorStream(Deno.stderr);
+}

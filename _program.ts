@@ -64,6 +64,8 @@ export function splitModuleSpec(spec: string): [string, string | null] {
 export async function loadApplication(spec: string): Promise<Application> {
   const [path, name] = splitModuleSpec(spec);
   try {
+    // A module named at run time: `deno publish` warns that it cannot
+    // analyse this import, and rightly so; it resolves at run time.
     return pickApp(await import(moduleUrl(path)), name);
   } catch (error) {
     throw new Error(

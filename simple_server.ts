@@ -61,7 +61,7 @@ import type {
 } from "./types.ts";
 import { SimpleHandler } from "./handlers.ts";
 import { Headers } from "./headers.ts";
-import { BytesInput, concat, toErrorStream } from "./_io.ts";
+import { BytesInput, concat, processStderr } from "./_io.ts";
 import { loadApplication, parsePort, stopOnSignals } from "./_program.ts";
 import {
   bodyErrorApp,
@@ -75,12 +75,13 @@ import {
   closeResult,
   decodeLatin1,
   isAscii,
-  isThenable,
-  MONTH_NAMES,
+  logLine,
+  NO_OS_ENVIRON,
   percentDecodeLatin1,
   quote,
   repr,
   RESOLVED,
+  returnIterator,
   typeName,
   utf8ToLatin1,
 } from "./_internal.ts";
@@ -96,18 +97,11 @@ const BODY_READ_SIZE = 64 * 1024;
 
 /** Statuses whose responses cannot carry a body (fetch's null body status). */
 const NULL_BODY_STATUS: ReadonlySet<number> = new Set([101, 204, 205, 304]);
-/** Control characters that the access log escapes, as `http.server` does. */
-// deno-lint-ignore no-control-regex
-const LOG_ESCAPED = /[\x00-\x1f\x7f-\x9f\\]/g;
 /** The most header names whose `HTTP_*` keys are remembered. */
 const HEADER_KEY_CACHE_LIMIT = 512;
 /** Header name → `[CGI name, HTTP_ key]`, e.g. `x-a` → `["X_A", "HTTP_X_A"]`. */
 const HEADER_KEYS = new Map<string, [string, string]>();
 const EMPTY = new Uint8Array(0);
-const NO_OS_ENVIRON: Record<string, string> = Object.freeze({}) as Record<
-  string,
-  string
->;
 
 /** Errors already logged by a handler, which `Deno.serve` need not log. */
 const LOGGED = new WeakSet<object>();
@@ -126,8 +120,6 @@ const NO_OUTPUT = Object.freeze({
     throw new Error("ServerHandler sends its output as a Response");
   },
 });
-
-let processStderr: ErrorStream | undefined;
 
 function headerKeys(name: string): [string, string] {
   let keys = HEADER_KEYS.get(name);
@@ -158,16 +150,6 @@ async function closeThenThrow(
 ): Promise<never> {
   await closeResult(result, handler);
   throw error;
-}
-
-/** Call an iterator's `return()`, as a `for...of` loop left early does. */
-async function returnIterator(
-  iterator: Iterator<unknown> | AsyncIterator<unknown>,
-): Promise<void> {
-  if (typeof iterator.return === "function") {
-    const returned = iterator.return();
-    if (isThenable(returned)) await returned;
-  }
 }
 
 /** Bodies up to this many bytes are sent as a string when they are ASCII. */
@@ -1339,7 +1321,7 @@ export class WSGIRequestHandler {
    * @returns The error stream.
    */
   getStderr(): ErrorStream {
-    return processStderr ??= toErrorStream(Deno.stderr);
+    return processStderr();
   }
 
   /**
@@ -1445,15 +1427,7 @@ export class WSGIRequestHandler {
    * @param message The text.
    */
   logMessage(message: string): void {
-    const escaped = message.replace(
-      LOG_ESCAPED,
-      (c) =>
-        c === "\\"
-          ? "\\\\"
-          : "\\x" + c.charCodeAt(0).toString(16).padStart(2, "0"),
-    );
-    const address = this.clientAddress[0] || "-";
-    this.getStderr().write(`${address} - - [${logDate()}] ${escaped}\n`);
+    this.getStderr().write(logLine(this.clientAddress[0], message));
   }
 
   /** Read the body: in memory, or spooled to a temporary file. */
@@ -1510,24 +1484,6 @@ export class WSGIRequestHandler {
 }
 
 const DEFAULT_HANDLE = WSGIRequestHandler.prototype.handle;
-
-let logDateSecond = -1;
-let logDateText = "";
-
-/** The local time as `http.server` logs it: `21/Nov/2026 10:00:00`. */
-function logDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== logDateSecond) {
-    const d = new Date(second * 1000);
-    const pad = (n: number) => String(n).padStart(2, "0");
-    logDateText = `${pad(d.getDate())}/${MONTH_NAMES[d.getMonth()]}/${
-      String(d.getFullYear()).padStart(4, "0")
-    } ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-    logDateSecond = second;
-  }
-  return logDateText;
-}
 
 /**
  * Create a server for `app` listening on `host` and `port`, as wsgiref's
@@ -1658,8 +1614,9 @@ async function main(args: string[]): Promise<number> {
   }
   const server = makeServer(host, port, app);
   const [address, bound] = server.serverAddress;
-  console.log(`Serving HTTP on ${address} port ${bound} ...`);
+  // Listen for signals first: a supervisor may stop us once we say we serve.
   const removeListeners = stopOnSignals(() => server.shutdown());
+  console.log(`Serving HTTP on ${address} port ${bound} ...`);
   try {
     await server.serveForever();
     await server.serverClose();
