@@ -1,7 +1,8 @@
 /**
  * `@wsgi/wsgiref`: Python's `wsgiref` (PEP 3333) for Deno, with no
  * dependencies. Write gateway-interface applications, serve them over
- * `Deno.serve`, run them as CGI programs, and check them with a validator.
+ * `Deno.serve`, run them as CGI programs or behind a web server's FastCGI,
+ * and check them with a validator.
  *
  * | module | wsgiref | what it holds |
  * | --- | --- | --- |
@@ -11,6 +12,7 @@
  * | `handlers` | `wsgiref.handlers` | `SimpleHandler`, `CGIHandler`, ... |
  * | `simple_server` | `wsgiref.simple_server` | `makeServer`, `toFetchHandler`, ... |
  * | `validate` | `wsgiref.validate` | `validator`, `AssertionError` |
+ * | `fastcgi` | (flup's FastCGI server) | `makeFastCGIServer`, `FastCGIHandler`, ... |
  *
  * @example Serving an application
  * ```ts ignore
@@ -32,3 +34,4 @@ export * from "./headers.ts";
 export * from "./handlers.ts";
 export * from "./simple_server.ts";
 export * from "./validate.ts";
+export * from "./fastcgi.ts";

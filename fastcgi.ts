@@ -1,0 +1,2187 @@
+/**
+ * A persistent FastCGI gateway (FastCGI 1.0, the Responder role), as
+ * Python's flup: web servers that speak FastCGI (nginx `fastcgi_pass`,
+ * lighttpd `mod_fastcgi`, Apache `mod_proxy_fcgi`, IIS) hand requests to one
+ * long-running process instead of starting a CGI program for each.
+ *
+ * Each request runs through a `FastCGIHandler`, a `BaseCGIHandler`: the
+ * `STDOUT` stream carries exactly what a CGI program would print
+ * (`Status: 200 OK`, the headers, the body). Request bodies are read
+ * before the application runs (in memory, or spooled to a temporary file),
+ * responses stream as the host reads them, and errors go to the host's
+ * error log as `STDERR` records.
+ *
+ * Run as a program, it serves an application module:
+ *
+ * ```sh
+ * deno run -A fastcgi.ts app.ts                        # 127.0.0.1:9000
+ * deno run -A fastcgi.ts app.ts:myApp --port 9001
+ * deno run -A fastcgi.ts app.ts --socket /run/app/fcgi.sock --quiet
+ * ```
+ *
+ * @example Serving an application
+ * ```ts ignore
+ * import { makeFastCGIServer } from "@wsgi/wsgiref/fastcgi";
+ *
+ * const server = makeFastCGIServer(
+ *   { hostname: "127.0.0.1", port: 9000 },
+ *   (_environ, startResponse) => {
+ *     startResponse("200 OK", [["Content-Type", "text/plain"]]);
+ *     return [new TextEncoder().encode("Hello from FastCGI\n")];
+ *   },
+ * );
+ * await server.serveForever(); // until server.shutdown()
+ * ```
+ *
+ * @example What a request's `STDOUT` carries
+ * ```ts
+ * import { FastCGIHandler, type FastCGIOutput } from "@wsgi/wsgiref/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * let stdout = "";
+ * const output: FastCGIOutput = {
+ *   write: (data) => void (stdout += new TextDecoder().decode(data)),
+ *   ready: true,
+ *   drain: () => Promise.resolve(),
+ * };
+ * const handler = new FastCGIHandler({ readSync: () => null }, output, Deno.stderr, {
+ *   REQUEST_METHOD: "GET",
+ * });
+ * await handler.run((_environ, startResponse) => {
+ *   startResponse("200 OK", [["Content-Type", "text/plain"]]);
+ *   return [new TextEncoder().encode("hi")];
+ * });
+ * assert.equal(
+ *   stdout,
+ *   "Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi",
+ * );
+ * ```
+ *
+ * @module
+ */
+
+import type {
+  Application,
+  Environ,
+  ErrorStream,
+  InputStream,
+  SyncReader,
+} from "./types.ts";
+import { BaseCGIHandler, type OutputStream } from "./handlers.ts";
+import { BytesInput, concat, processStderr } from "./_io.ts";
+import {
+  bodyErrorApp,
+  BodySpool,
+  BodyTooLarge,
+  checkSize,
+  DEFAULT_MAX_BODY_SIZE,
+  DEFAULT_SPOOL_THRESHOLD,
+  errorApp,
+} from "./_body.ts";
+import { loadApplication, parsePort, stopOnSignals } from "./_program.ts";
+import {
+  closeResult,
+  decodeLatin1,
+  isThenable,
+  logLine,
+  NO_OS_ENVIRON,
+  quote,
+  repr,
+  RESOLVED,
+  returnIterator,
+  typeName,
+} from "./_internal.ts";
+
+// Record types, roles, flags and statuses of the FastCGI 1.0 specification.
+const FCGI_VERSION_1 = 1;
+const BEGIN_REQUEST = 1;
+const ABORT_REQUEST = 2;
+const END_REQUEST = 3;
+const PARAMS = 4;
+const STDIN = 5;
+const STDOUT = 6;
+const STDERR = 7;
+const GET_VALUES = 9;
+const GET_VALUES_RESULT = 10;
+const UNKNOWN_TYPE = 11;
+const RESPONDER = 1;
+const KEEP_CONN = 1;
+const REQUEST_COMPLETE = 0;
+const OVERLOADED = 2;
+const UNKNOWN_ROLE = 3;
+
+const HEADER_SIZE = 8;
+/** The most content one record carries (its length field has 16 bits). */
+const MAX_CONTENT = 65535;
+/** The largest record: header, content, padding. */
+const MAX_RECORD = HEADER_SIZE + MAX_CONTENT + 255;
+/** A connection's read buffer to begin with; it grows for large records. */
+const INITIAL_READ_SIZE = 16 * 1024;
+/** The read buffer once a connection carries large records (bodies). */
+const LARGE_READ_SIZE = 4 * MAX_RECORD;
+/** Queued output bytes per connection over which a response waits. */
+const HIGH_WATER = 256 * 1024;
+/** Queued records up to this many bytes together are joined into one
+ * write (larger ones are written as they are). */
+const COALESCE_LIMIT = 16 * 1024;
+/** How long a connection closed after a refused `BEGIN_REQUEST` waits
+ * for the host to close its side, so that no reset discards the answer. */
+const LINGER_MS = 2000;
+
+const DEFAULT_MAX_CONNECTIONS = 1024;
+const DEFAULT_MAX_REQUESTS = 1024;
+const DEFAULT_MAX_PARAMS_SIZE = 256 * 1024;
+
+/** A name-value pair's length at `at`: 1 byte, or 4 with the high bit set;
+ * `-1` when the bytes end first. */
+function pairLength(bytes: Uint8Array, at: number): [number, number] {
+  if (at >= bytes.length) return [-1, at];
+  const first = bytes[at];
+  if (first < 0x80) return [first, at + 1];
+  if (at + 4 > bytes.length) return [-1, at];
+  const length = ((first & 0x7f) * 0x1000000) +
+    (bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3]);
+  return [length, at + 4];
+}
+
+/** Decode FastCGI name-value pairs; `null` when they are malformed. */
+function decodePairs(
+  bytes: Uint8Array,
+  onPair: (name: Uint8Array, value: Uint8Array) => void,
+): boolean {
+  let at = 0;
+  while (at < bytes.length) {
+    const [nameLength, afterName] = pairLength(bytes, at);
+    if (nameLength < 0) return false;
+    const [valueLength, start] = pairLength(bytes, afterName);
+    if (valueLength < 0) return false;
+    const end = start + nameLength + valueLength;
+    if (end > bytes.length) return false;
+    onPair(
+      bytes.subarray(start, start + nameLength),
+      bytes.subarray(start + nameLength, end),
+    );
+    at = end;
+  }
+  return true;
+}
+
+/**
+ * The request's parameters as an environ; `null` when malformed. Names and
+ * values become latin-1 strings, one char per byte, as PEP 3333 wants
+ * them. `HTTP_CONTENT_TYPE` and `HTTP_CONTENT_LENGTH`, which nginx passes
+ * along with the other request headers, are left out: their values are
+ * `CONTENT_TYPE` and `CONTENT_LENGTH` (the first fills a missing
+ * `CONTENT_TYPE`).
+ */
+function paramsToEnviron(bytes: Uint8Array): Record<string, string> | null {
+  const environ: Record<string, string> = {};
+  let headerType: string | undefined;
+  const ok = decodePairs(bytes, (nameBytes, valueBytes) => {
+    const name = decodeLatin1(nameBytes);
+    const value = decodeLatin1(valueBytes);
+    if (name === "HTTP_CONTENT_TYPE") headerType = value;
+    // An own "__proto__" key would become the prototype when the handler
+    // copies the environ.
+    else if (name !== "HTTP_CONTENT_LENGTH" && name !== "__proto__") {
+      environ[name] = value;
+    }
+  });
+  if (headerType !== undefined && !("CONTENT_TYPE" in environ)) {
+    environ.CONTENT_TYPE = headerType;
+  }
+  return ok ? environ : null;
+}
+
+/** Encode name-value pairs (ASCII names and values). */
+function encodePairs(pairs: [string, string][]): Uint8Array {
+  const parts: number[] = [];
+  for (const [name, value] of pairs) {
+    for (const length of [name.length, value.length]) {
+      if (length < 0x80) parts.push(length);
+      else {
+        parts.push(
+          0x80 | (length >>> 24),
+          (length >>> 16) & 0xff,
+          (length >>> 8) & 0xff,
+          length & 0xff,
+        );
+      }
+    }
+    for (const text of [name, value]) {
+      for (let i = 0; i < text.length; i++) parts.push(text.charCodeAt(i));
+    }
+  }
+  return Uint8Array.from(parts);
+}
+
+/** Write a record header at `at`; the padding keeps records 8-aligned. */
+function putHeader(
+  out: Uint8Array,
+  at: number,
+  type: number,
+  id: number,
+  length: number,
+  padding: number,
+): void {
+  out[at] = FCGI_VERSION_1;
+  out[at + 1] = type;
+  out[at + 2] = id >>> 8;
+  out[at + 3] = id & 0xff;
+  out[at + 4] = length >>> 8;
+  out[at + 5] = length & 0xff;
+  out[at + 6] = padding;
+  out[at + 7] = 0;
+}
+
+function paddingOf(length: number): number {
+  return (8 - (length & 7)) & 7;
+}
+
+/** Buffers that frames of at least `POOL_MIN` bytes (response chunks)
+ * are built in, reused once written: a long stream makes no garbage. */
+const FRAME_POOL: Uint8Array[] = [];
+const POOLED = new WeakSet<ArrayBufferLike>();
+const POOL_MIN = 16 * 1024;
+const POOL_BUFFER_SIZE = 128 * 1024;
+const POOL_LIMIT = 16;
+
+/** A buffer for `size` bytes of records: a pooled one when it fits. */
+function frameBuffer(size: number): Uint8Array {
+  if (size < POOL_MIN || size > POOL_BUFFER_SIZE) return new Uint8Array(size);
+  let buffer = FRAME_POOL.pop();
+  if (buffer === undefined) {
+    buffer = new Uint8Array(POOL_BUFFER_SIZE);
+    POOLED.add(buffer.buffer);
+  }
+  return buffer.subarray(0, size);
+}
+
+/** Give a written frame's buffer back to the pool. */
+function releaseFrame(frame: Uint8Array): void {
+  if (POOLED.has(frame.buffer) && FRAME_POOL.length < POOL_LIMIT) {
+    FRAME_POOL.push(new Uint8Array(frame.buffer));
+  }
+}
+
+/**
+ * `data` as records of `type` (at most `MAX_CONTENT` bytes of content
+ * each, padded to a multiple of 8), copied into one buffer; nothing for
+ * empty `data`.
+ */
+function frame(type: number, id: number, data: Uint8Array): Uint8Array {
+  let size = 0;
+  for (let left = data.length; left > 0; left -= MAX_CONTENT) {
+    const length = Math.min(left, MAX_CONTENT);
+    size += HEADER_SIZE + length + paddingOf(length);
+  }
+  const out = frameBuffer(size);
+  let at = 0;
+  for (let offset = 0; offset < data.length; offset += MAX_CONTENT) {
+    const length = Math.min(data.length - offset, MAX_CONTENT);
+    const padding = paddingOf(length);
+    putHeader(out, at, type, id, length, padding);
+    out.set(data.subarray(offset, offset + length), at + HEADER_SIZE);
+    // Padding bytes are left as they are: hosts skip them.
+    at += HEADER_SIZE + length + padding;
+  }
+  return out;
+}
+
+/** An `END_REQUEST` record at `at`. */
+function putEndRequest(
+  out: Uint8Array,
+  at: number,
+  id: number,
+  appStatus: number,
+  protocolStatus: number,
+): void {
+  putHeader(out, at, END_REQUEST, id, 8, 0);
+  out[at + 8] = appStatus >>> 24;
+  out[at + 9] = (appStatus >>> 16) & 0xff;
+  out[at + 10] = (appStatus >>> 8) & 0xff;
+  out[at + 11] = appStatus & 0xff;
+  out[at + 12] = protocolStatus;
+}
+
+function endRequestRecord(
+  id: number,
+  appStatus: number,
+  protocolStatus: number,
+): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE + 8);
+  putEndRequest(out, 0, id, appStatus, protocolStatus);
+  return out;
+}
+
+/** A management or request record with the given content. */
+function record(type: number, id: number, content: Uint8Array): Uint8Array {
+  const padding = paddingOf(content.length);
+  const out = new Uint8Array(HEADER_SIZE + content.length + padding);
+  putHeader(out, 0, type, id, content.length, padding);
+  out.set(content, HEADER_SIZE);
+  return out;
+}
+
+/** The error a response ends with when the host no longer wants it. */
+function requestAborted(): Error {
+  return new Deno.errors.ConnectionAborted(
+    "The FastCGI host ended the request",
+  );
+}
+
+/** Whether an error means the host went away (not worth a log entry). */
+function isHostGone(error: unknown): boolean {
+  return error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.Interrupted;
+}
+
+/** Why a record stream cannot be read any further. */
+class ProtocolError extends Error {
+  constructor(message: string) {
+    super(`Cannot read a FastCGI record: ${message}`);
+    this.name = "ProtocolError";
+  }
+}
+
+/**
+ * Where a `FastCGIHandler` sends the response: the request's `STDOUT`
+ * stream on the host connection. `write` frames the bytes into `STDOUT`
+ * records (copying them) and queues them; while `ready` is `false` the
+ * connection has a backlog, and the handler awaits `drain()` before it asks
+ * the application for the next chunk. `drain()` rejects (with
+ * `Deno.errors.ConnectionAborted` or the socket's error) once the request is
+ * over: aborted by the host, or its connection gone.
+ *
+ * @example Usage
+ * ```ts
+ * import type { FastCGIOutput } from "@wsgi/wsgiref/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const chunks: Uint8Array[] = [];
+ * const output: FastCGIOutput = {
+ *   write: (data) => void chunks.push(data.slice()),
+ *   ready: true,
+ *   drain: () => Promise.resolve(),
+ * };
+ * output.write(new TextEncoder().encode("Status: 204 No Content\r\n\r\n"));
+ * assert.equal(chunks.length, 1);
+ * ```
+ */
+export interface FastCGIOutput {
+  /**
+   * Send bytes of the response; they are copied.
+   *
+   * @param data The bytes.
+   */
+  write(data: Uint8Array): void;
+  /** Whether more may be written without waiting for `drain()`. */
+  readonly ready: boolean;
+  /**
+   * Wait until `ready`.
+   *
+   * @returns A promise that settles once the backlog is written.
+   */
+  drain(): Promise<void>;
+}
+
+/** What `handlerOutcome` reports about a finished handler. */
+interface Outcome {
+  status: string | null;
+  bytes: number;
+  cut: boolean;
+}
+
+let handlerOutcome: (handler: FastCGIHandler) => Outcome;
+
+/**
+ * The `BaseCGIHandler` that answers one FastCGI request: its output is the
+ * CGI response (`Status: ...`, headers, body) that `BaseCGIHandler`
+ * produces, carried in `STDOUT` records; `wsgi.errors` and error stacks go
+ * to the host as `STDERR` records (nginx and lighttpd write them to their
+ * error logs).
+ *
+ * It changes how the bytes travel, not what they are:
+ *
+ * - Chunks go out as the host reads them: after each chunk, if the
+ *   connection has a backlog, the handler waits before asking the
+ *   application for the next one. A 1 GiB generator holds one chunk at a
+ *   time.
+ * - `abort()` (the host sent `ABORT_REQUEST` or went away) stops the
+ *   iteration and calls the result's `close()` at once; it is called once
+ *   on every path.
+ * - An error before any byte has left gets the error page, even after
+ *   `write()`; after that, the error is logged and the response cut short.
+ *
+ * `wsgi.run_once` is `false`, `wsgi.multiprocess` `true` (several gateway
+ * processes may serve one application) and `wsgi.multithread` `false`: a
+ * gateway runs every request on one JavaScript thread, though `async`
+ * applications interleave at each `await`. No process environment variable
+ * is copied into the environ (`osEnviron` is `{}`).
+ *
+ * @example Usage
+ * ```ts
+ * import { FastCGIHandler, type FastCGIOutput } from "@wsgi/wsgiref/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const sent: string[] = [];
+ * const output: FastCGIOutput = {
+ *   write: (data) => void sent.push(new TextDecoder().decode(data)),
+ *   ready: true,
+ *   drain: () => Promise.resolve(),
+ * };
+ * const handler = new FastCGIHandler({ readSync: () => null }, output, Deno.stderr, {
+ *   REQUEST_METHOD: "GET",
+ * });
+ * await handler.run(function* (environ, startResponse) {
+ *   assert.equal(environ["wsgi.multiprocess"], true);
+ *   startResponse("200 OK", [["Content-Type", "text/plain"]]);
+ *   yield new TextEncoder().encode("one ");
+ *   yield new TextEncoder().encode("two");
+ * });
+ * assert.deepEqual(sent, [
+ *   "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\none ",
+ *   "two",
+ * ]);
+ * ```
+ */
+export class FastCGIHandler extends BaseCGIHandler {
+  #output: FastCGIOutput;
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #flushed = false;
+  #iterator: Iterator<unknown> | AsyncIterator<unknown> | null = null;
+  #aborted = false;
+  #cut = false;
+  #finalStatus: string | null = null;
+  #finalBytes = 0;
+
+  static {
+    handlerOutcome = (handler) => ({
+      status: handler.status ?? handler.#finalStatus,
+      bytes: handler.status !== null ? handler.bytesSent : handler.#finalBytes,
+      cut: handler.#cut,
+    });
+  }
+
+  /**
+   * Answer one request.
+   *
+   * @param stdin The request body, read in full before the application
+   * runs: an `InputStream`, or a reader read up to `CONTENT_LENGTH`.
+   * @param stdout The request's `STDOUT` stream.
+   * @param stderr `wsgi.errors` and the error log: an `ErrorStream` or a
+   * byte writer.
+   * @param environ The request's CGI variables (its `PARAMS`).
+   */
+  constructor(
+    stdin: InputStream | SyncReader,
+    stdout: FastCGIOutput,
+    stderr: ErrorStream | OutputStream,
+    environ: Environ,
+  ) {
+    super(stdin, stdout, stderr, environ, false, true);
+    this.#output = stdout;
+    // Never copy the process environment into a request.
+    this.osEnviron = NO_OS_ENVIRON;
+  }
+
+  /**
+   * Send the result: each chunk through `write()`, waiting for the host
+   * whenever the connection has a backlog; then `finishContent()` and
+   * `close()`. On an error, the result's `close()` is called and the error
+   * thrown, as `BaseHandler.finishResponse` does.
+   *
+   * @returns A promise that settles when the body is sent.
+   */
+  override finishResponse(): Promise<void> {
+    try {
+      if (this.#aborted) throw requestAborted();
+      if (this.resultIsFile()) {
+        const sent = this.sendfile();
+        if (isThenable<boolean>(sent)) return this.#afterSendfile(sent);
+        if (sent) return this.close();
+      }
+      return this.#sendResult();
+    } catch (error) {
+      return this.#abandon(error);
+    }
+  }
+
+  async #afterSendfile(sending: PromiseLike<boolean>): Promise<void> {
+    let sent: boolean;
+    try {
+      sent = await sending;
+    } catch (error) {
+      return await this.#abandon(error);
+    }
+    return sent ? this.close() : this.#sendResult();
+  }
+
+  /** Iterate the result: synchronously while the connection keeps up. */
+  #sendResult(): Promise<void> {
+    const result = this.result as unknown as Partial<
+      Iterable<unknown> & AsyncIterable<unknown>
+    >;
+    const isSync = typeof result?.[Symbol.iterator] === "function";
+    if (!isSync && typeof result?.[Symbol.asyncIterator] !== "function") {
+      // Not iterable: BaseHandler refuses it with its own message.
+      return super.finishResponse();
+    }
+    let iterator: Iterator<unknown> | AsyncIterator<unknown>;
+    try {
+      iterator = isSync
+        ? result[Symbol.iterator]!()
+        : result[Symbol.asyncIterator]!();
+    } catch (error) {
+      return this.#abandon(error);
+    }
+    this.#iterator = iterator;
+    if (!isSync) return this.#sendLater(iterator, true);
+    const sync = iterator as Iterator<unknown>;
+    try {
+      for (;;) {
+        const step = sync.next();
+        if (step.done) break;
+        try {
+          this.write(step.value as Uint8Array);
+        } catch (error) {
+          sync.return?.();
+          throw error;
+        }
+        if (!this.#output.ready) return this.#sendLater(iterator, false);
+      }
+      this.#iterator = null;
+      this.finishContent();
+    } catch (error) {
+      this.#iterator = null;
+      return this.#abandon(error);
+    }
+    return this.close();
+  }
+
+  /** Go on iterating, awaiting the host (and an async iterator). */
+  async #sendLater(
+    iterator: Iterator<unknown> | AsyncIterator<unknown>,
+    isAsync: boolean,
+  ): Promise<void> {
+    try {
+      for (;;) {
+        if (!this.#output.ready) await this.#output.drain();
+        if (this.#aborted) throw requestAborted();
+        let step = iterator.next();
+        if (isAsync) step = await step;
+        // abort() has returned the iterator and closed the result.
+        if (this.#aborted) throw requestAborted();
+        if ((step as IteratorResult<unknown>).done) break;
+        try {
+          this.write((step as IteratorResult<unknown>).value as Uint8Array);
+        } catch (error) {
+          await returnIterator(iterator);
+          throw error;
+        }
+      }
+      this.#iterator = null;
+      this.finishContent();
+    } catch (error) {
+      this.#iterator = null;
+      await this.#abandon(error);
+    }
+    await this.close();
+  }
+
+  /** Close the result after an error, then throw it; not `close()`, which
+   * would reset the state `handleError()` still needs (bpo-29183). */
+  async #abandon(error: unknown): Promise<never> {
+    await closeResult(this.result, this);
+    throw error;
+  }
+
+  /** `BaseHandler.finishContent`, then send what it wrote. */
+  override finishContent(): void {
+    super.finishContent();
+    this._flush();
+  }
+
+  /**
+   * Record the status and size for the access log, then
+   * `BaseHandler.close()`.
+   *
+   * @returns A promise that settles once the result is closed.
+   */
+  override close(): Promise<void> {
+    if (this.status !== null) {
+      this.#finalStatus = this.status;
+      this.#finalBytes = this.bytesSent;
+    }
+    return super.close();
+  }
+
+  /**
+   * `BaseHandler.handleError`. An error before any byte has left (even
+   * after `write()`) still gets the error page; once bytes have left, the
+   * response is cut short and the gateway tells the host so (it closes the
+   * connection, or ends the request with a non-zero application status
+   * when other requests share the connection). After `abort()`, the error
+   * is only logged.
+   *
+   * @param error The error.
+   * @returns A promise that settles once the error page is sent.
+   */
+  override async handleError(error: unknown): Promise<void> {
+    if (this.#aborted) {
+      this.logException(error);
+      return;
+    }
+    if (this.headersSent && !this.#flushed) {
+      // Nothing has left: take it back, so the error page can go instead.
+      this.#pending = [];
+      this.#pendingBytes = 0;
+      this.headersSent = false;
+      this.bytesSent = 0;
+    }
+    if (this.headersSent) this.#cut = true;
+    await super.handleError(error);
+  }
+
+  /**
+   * End the response early, because the host aborted the request or went
+   * away: stop iterating the result (its `return()`, not awaited: an async
+   * generator may be waiting inside `next()`) and call its `close()`.
+   * Idempotent; the application may still be running, and its result is
+   * closed as soon as it returns.
+   */
+  abort(): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const iterator = this.#iterator;
+    this.#iterator = null;
+    if (iterator !== null) {
+      returnIterator(iterator).catch((error) => this.logException(error));
+    }
+    try {
+      const closing = closeResult(this.result, this);
+      closing?.then(undefined, (error) => this.logException(error));
+    } catch (error) {
+      this.logException(error);
+    }
+  }
+
+  /**
+   * Keep bytes for the next `_flush()`: the status line, the headers and
+   * the first chunk leave together.
+   *
+   * @param data The bytes.
+   */
+  override _write(data: Uint8Array): void {
+    if (this.#aborted) throw requestAborted();
+    if (data.length > 0) {
+      this.#pending.push(data);
+      this.#pendingBytes += data.length;
+    }
+  }
+
+  /** Frame the bytes kept by `_write()` into `STDOUT` records and send
+   * them. */
+  override _flush(): void {
+    const pending = this.#pending;
+    if (pending.length === 0) return;
+    const data = pending.length === 1
+      ? pending[0]
+      : concat(pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#flushed = true;
+    this.#output.write(data);
+  }
+}
+
+/** The `STDOUT` stream of one request on its connection. */
+class RequestOutput implements FastCGIOutput {
+  readonly #connection: Connection;
+  readonly #id: number;
+  #ended = false;
+
+  constructor(connection: Connection, id: number) {
+    this.#connection = connection;
+    this.#id = id;
+  }
+
+  get ready(): boolean {
+    return this.#ended || this.#connection.backlog < HIGH_WATER;
+  }
+
+  write(data: Uint8Array): void {
+    if (this.#ended) throw requestAborted();
+    if (data.length > 0) {
+      this.#connection.send(frame(STDOUT, this.#id, data));
+    }
+  }
+
+  drain(): Promise<void> {
+    if (this.#ended) return Promise.reject(requestAborted());
+    return this.#connection.drained();
+  }
+
+  /** No more output: later writes throw, `drain()` rejects. */
+  end(): void {
+    this.#ended = true;
+  }
+}
+
+/** The `STDERR` stream of one request, as `wsgi.errors`. Once the request
+ * is over, lines go to the gateway's own log instead. */
+class RequestErrors implements ErrorStream {
+  readonly #connection: Connection;
+  readonly #id: number;
+  #ended = false;
+  /** Whether any record was sent, so the stream needs its end record. */
+  used = false;
+  #encoder: TextEncoder | null = null;
+
+  constructor(connection: Connection, id: number) {
+    this.#connection = connection;
+    this.#id = id;
+  }
+
+  write(s: string): void {
+    if (typeof s !== "string") {
+      throw new TypeError(
+        `Cannot write to wsgi.errors: expected a string, not ${typeName(s)} ${
+          repr(s)
+        }`,
+      );
+    }
+    if (s.length === 0) return;
+    if (this.#ended) {
+      processStderr().write(s);
+      return;
+    }
+    this.#encoder ??= new TextEncoder();
+    this.used = true;
+    this.#connection.send(
+      frame(STDERR, this.#id, this.#encoder.encode(s)),
+    );
+  }
+
+  writelines(seq: Iterable<string>): void {
+    for (const s of seq) this.write(s);
+  }
+
+  flush(): void {}
+
+  end(): void {
+    this.#ended = true;
+  }
+}
+
+/** Where a request is in its input: its parameters, its body, or past
+ * them (the handler runs). */
+const Phase = { Params: 0, Stdin: 1, Started: 2 } as const;
+
+/** One request on a connection, from `BEGIN_REQUEST` to its end. */
+class RequestState {
+  readonly id: number;
+  readonly output: RequestOutput;
+  readonly errors: RequestErrors;
+  phase: number = Phase.Params;
+  params: Uint8Array[] = [];
+  paramsLength = 0;
+  environ: Record<string, string> | null = null;
+  /** `CONTENT_LENGTH`, or -1 when unknown. */
+  expected = -1;
+  spool: BodySpool | null = null;
+  /** Whether the host has sent all it will for this request. */
+  inputDone = false;
+  /** Whether `PARAMS` and `STDIN` records are thrown away (refused). */
+  discarding = false;
+  /** Whether the response is over (`END_REQUEST` sent, or abandoned). */
+  responded = false;
+  handler: FastCGIHandler | null = null;
+  logged = false;
+
+  constructor(connection: Connection, id: number) {
+    this.id = id;
+    this.output = new RequestOutput(connection, id);
+    this.errors = new RequestErrors(connection, id);
+  }
+}
+
+/** What the connections of a server share. */
+interface ServerCore {
+  readonly server: FastCGIServer;
+  readonly limits: {
+    spoolThreshold: number;
+    maxBodySize: number;
+    tempDir?: string;
+  };
+  readonly maxConnections: number;
+  readonly maxRequests: number;
+  readonly maxParamsSize: number;
+  readonly handlerClass: typeof FastCGIHandler;
+  readonly values: Uint8Array;
+  activeRequests: number;
+  closing: boolean;
+  connections: Set<Connection>;
+  onClosed(connection: Connection): void;
+}
+
+/** Log `message` through the server's overridable `logMessage`. */
+function logTo(core: ServerCore, message: string, address = "-"): void {
+  try {
+    core.server.logMessage(message, address);
+  } catch (error) {
+    console.error(error);
+  }
+}
+
+/** An error's stack, or its string form. */
+function describe(error: unknown): string {
+  return error instanceof Error ? error.stack ?? String(error) : quote(error);
+}
+
+/**
+ * One host connection: reads records as they come (split anywhere), runs
+ * each request, and writes the records of every response through one
+ * queue, so records of interleaved requests never mix.
+ */
+class Connection {
+  readonly #core: ServerCore;
+  readonly #conn: Deno.Conn;
+  readonly peer: string;
+  readonly #requests = new Map<number, RequestState>();
+  #buffer = new Uint8Array(INITIAL_READ_SIZE);
+  #start = 0;
+  #end = 0;
+  // The output queue.
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #writing = false;
+  #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
+  #error: unknown = null;
+  // Closing.
+  #closed = false;
+  #readEnded = false;
+  #closeWhenIdle = false;
+  #finishing = false;
+  #linger = false;
+  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly done: Promise<void>;
+  #markDone!: () => void;
+
+  constructor(core: ServerCore, conn: Deno.Conn) {
+    this.#core = core;
+    this.#conn = conn;
+    const addr: Deno.Addr = conn.remoteAddr;
+    this.peer = addr.transport === "tcp" || addr.transport === "udp"
+      ? `${addr.hostname}:${addr.port}`
+      : `unix:${(addr as Deno.UnixAddr).path || "-"}`;
+    this.done = new Promise((resolve) => this.#markDone = resolve);
+  }
+
+  /** Bytes queued and not yet handed to the socket. */
+  get backlog(): number {
+    return this.#queued;
+  }
+
+  /** Log a line about this connection. */
+  #note(message: string): void {
+    logTo(this.#core, message, this.peer);
+  }
+
+  // --- Output -------------------------------------------------------------
+
+  /** Queue whole records; they are written in order, after a microtask so
+   * that the records one step produces leave in one write. */
+  send(bytes: Uint8Array): void {
+    if (this.#closed || this.#error !== null || bytes.length === 0) return;
+    this.#queue.push(bytes);
+    this.#queued += bytes.length;
+    if (!this.#writing) {
+      this.#writing = true;
+      queueMicrotask(() => void this.#pump());
+    }
+  }
+
+  /** Settles once the backlog is below the high-water mark. */
+  drained(): Promise<void> {
+    if (this.#error !== null || this.#closed) {
+      return Promise.reject(this.#error ?? requestAborted());
+    }
+    if (this.#queued < HIGH_WATER) return RESOLVED;
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject });
+    });
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      while (this.#queue.length > 0 && !this.#closed) {
+        const data = this.#take();
+        for (let offset = 0; offset < data.length;) {
+          offset += await this.#conn.write(
+            offset === 0 ? data : data.subarray(offset),
+          );
+        }
+        this.#queued -= data.length;
+        releaseFrame(data);
+        if (this.#queued < HIGH_WATER) this.#wake();
+      }
+    } catch (error) {
+      this.#writing = false;
+      this.#fail(error);
+      return;
+    }
+    this.#writing = false;
+    if (this.#finishing) this.#afterLastWrite();
+  }
+
+  /** The next bytes to write: queued records joined up to a limit. */
+  #take(): Uint8Array {
+    const queue = this.#queue;
+    let count = 1;
+    let total = queue[0].length;
+    while (
+      count < queue.length && total + queue[count].length <= COALESCE_LIMIT
+    ) {
+      total += queue[count].length;
+      count++;
+    }
+    if (count === 1) return queue.shift()!;
+    const pieces = queue.splice(0, count);
+    const joined = concat(pieces, total);
+    for (const piece of pieces) releaseFrame(piece);
+    return joined;
+  }
+
+  #wake(): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter.resolve();
+  }
+
+  /** The socket failed: every request on it is over. */
+  #fail(error: unknown): void {
+    if (this.#closed) return;
+    this.#error = error;
+    if (!isHostGone(error)) {
+      this.#note(`Cannot write to the FastCGI host: ${describe(error)}`);
+    }
+    this.close();
+  }
+
+  // --- Input --------------------------------------------------------------
+
+  /** Read and answer records until the connection ends. */
+  async serve(): Promise<void> {
+    try {
+      for (;;) {
+        if (this.#start === this.#end) this.#start = this.#end = 0;
+        this.#makeRoom();
+        const n = await this.#conn.read(this.#buffer.subarray(this.#end));
+        if (n === null) break;
+        if (this.#finishing) {
+          // Half-closed: nothing more can be answered.
+          this.#start = this.#end = 0;
+          continue;
+        }
+        this.#end += n;
+        this.#parse();
+        if (this.#closed) return;
+      }
+    } catch (error) {
+      if (this.#closed) return;
+      if (error instanceof ProtocolError) {
+        this.#note(error.message);
+      } else if (!isHostGone(error)) {
+        this.#note(`Cannot read from the FastCGI host: ${describe(error)}`);
+      }
+      this.close();
+      return;
+    }
+    this.#readEnded = true;
+    if (this.#closed) return;
+    if (this.#start !== this.#end && !this.#finishing) {
+      this.#note(
+        `Cannot read a FastCGI record: the connection ended inside one, after ${
+          this.#end - this.#start
+        } bytes`,
+      );
+    }
+    // The host closed the connection: FastCGI's way to abort every request
+    // on it (a host that only shut down its sending side would have
+    // nothing to read the responses with either).
+    this.close();
+  }
+
+  /**
+   * Make room at the end of the buffer for the rest of the record under way
+   * (all of it, once its header is in). The buffer starts small, which
+   * most requests fit in, and grows once for a record that does not: large
+   * bodies then come in large reads.
+   */
+  #makeRoom(): void {
+    const buffer = this.#buffer;
+    const used = this.#end - this.#start;
+    let need = HEADER_SIZE;
+    if (used >= HEADER_SIZE) {
+      const at = this.#start;
+      need += (buffer[at + 4] << 8 | buffer[at + 5]) + buffer[at + 6];
+    }
+    if (need > buffer.length) {
+      const larger = new Uint8Array(LARGE_READ_SIZE);
+      larger.set(buffer.subarray(this.#start, this.#end));
+      this.#buffer = larger;
+      this.#start = 0;
+      this.#end = used;
+    } else if (buffer.length - this.#start < need) {
+      buffer.copyWithin(0, this.#start, this.#end);
+      this.#start = 0;
+      this.#end = used;
+    }
+  }
+
+  /** Handle every whole record in the buffer. */
+  #parse(): void {
+    const buffer = this.#buffer;
+    // Nothing after the last request of a connection that is closing.
+    while (
+      this.#end - this.#start >= HEADER_SIZE && !this.#closed &&
+      !this.#finishing
+    ) {
+      const at = this.#start;
+      const version = buffer[at];
+      if (version !== FCGI_VERSION_1) {
+        throw new ProtocolError(
+          `version ${version} is not ${FCGI_VERSION_1} (a record header starts with ${
+            quote(decodeLatin1(buffer.subarray(at, at + HEADER_SIZE)))
+          })`,
+        );
+      }
+      const type = buffer[at + 1];
+      const id = buffer[at + 2] << 8 | buffer[at + 3];
+      const length = buffer[at + 4] << 8 | buffer[at + 5];
+      const total = HEADER_SIZE + length + buffer[at + 6];
+      if (this.#end - at < total) return;
+      this.#start = at + total;
+      // The content is a view into the read buffer: whatever is kept is
+      // copied.
+      this.#record(
+        type,
+        id,
+        buffer.subarray(at + HEADER_SIZE, at + HEADER_SIZE + length),
+      );
+    }
+  }
+
+  #record(type: number, id: number, content: Uint8Array): void {
+    if (id === 0) {
+      this.#management(type, content);
+      return;
+    }
+    switch (type) {
+      case BEGIN_REQUEST:
+        this.#begin(id, content);
+        return;
+      case ABORT_REQUEST: {
+        const request = this.#requests.get(id);
+        if (request !== undefined) this.#abort(request);
+        return;
+      }
+      case PARAMS:
+        this.#params(id, content);
+        return;
+      case STDIN:
+        this.#stdin(id, content);
+        return;
+      default:
+        throw new ProtocolError(
+          `type ${type} is not one a host sends for a request (request ${id})`,
+        );
+    }
+  }
+
+  /** `GET_VALUES` is answered; any other management record is not known. */
+  #management(type: number, content: Uint8Array): void {
+    if (type !== GET_VALUES) {
+      const body = new Uint8Array(8);
+      body[0] = type;
+      this.send(record(UNKNOWN_TYPE, 0, body));
+      return;
+    }
+    const names: string[] = [];
+    if (!decodePairs(content, (name) => void names.push(decodeLatin1(name)))) {
+      throw new ProtocolError("the GET_VALUES names are malformed");
+    }
+    const values = this.#core.values;
+    const known = new Map<string, string>();
+    decodePairs(values, (name, value) => {
+      known.set(decodeLatin1(name), decodeLatin1(value));
+    });
+    const answer: [string, string][] = [];
+    for (const name of names) {
+      const value = known.get(name);
+      if (value !== undefined) answer.push([name, value]);
+    }
+    this.send(record(GET_VALUES_RESULT, 0, encodePairs(answer)));
+  }
+
+  #begin(id: number, content: Uint8Array): void {
+    if (content.length !== 8) {
+      throw new ProtocolError(
+        `BEGIN_REQUEST carries ${content.length} bytes, not 8 (request ${id})`,
+      );
+    }
+    const existing = this.#requests.get(id);
+    if (existing !== undefined) {
+      if (!existing.responded) {
+        throw new ProtocolError(`request ${id} began twice`);
+      }
+      // Answered while its input was still coming; the host has moved on.
+      existing.inputDone = true;
+      this.#settle(existing);
+    }
+    const role = content[0] << 8 | content[1];
+    // Without KEEP_CONN, the connection closes after this request.
+    if ((content[2] & KEEP_CONN) === 0) this.#closeWhenIdle = true;
+    const core = this.#core;
+    if (role !== RESPONDER) {
+      this.#linger = true;
+      this.send(endRequestRecord(id, 0, UNKNOWN_ROLE));
+      this.#maybeFinish();
+      return;
+    }
+    if (core.closing || core.activeRequests >= core.maxRequests) {
+      this.#linger = true;
+      this.send(endRequestRecord(id, 0, OVERLOADED));
+      this.#maybeFinish();
+      return;
+    }
+    core.activeRequests++;
+    this.#requests.set(id, new RequestState(this, id));
+  }
+
+  #params(id: number, content: Uint8Array): void {
+    const request = this.#requests.get(id);
+    // Records of requests not (or no longer) active are ignored.
+    if (request === undefined || request.discarding || request.responded) {
+      return;
+    }
+    if (request.phase !== Phase.Params) {
+      throw new ProtocolError(
+        `PARAMS after the end of the parameters (request ${id})`,
+      );
+    }
+    if (content.length === 0) {
+      this.#paramsDone(request);
+      return;
+    }
+    const length = request.paramsLength + content.length;
+    if (length > this.#core.maxParamsSize) {
+      this.#note(
+        `Cannot take request ${id}: its parameters are over ${this.#core.maxParamsSize} bytes`,
+      );
+      request.params = [];
+      this.#refuse(
+        request,
+        errorApp(
+          "431 Request Header Fields Too Large",
+          "The request's header fields are too large.",
+        ),
+        {},
+      );
+      return;
+    }
+    request.params.push(content.slice());
+    request.paramsLength = length;
+  }
+
+  #paramsDone(request: RequestState): void {
+    const bytes = concat(request.params, request.paramsLength);
+    request.params = [];
+    request.phase = Phase.Stdin;
+    const environ = paramsToEnviron(bytes);
+    if (environ === null) {
+      this.#note(
+        `Cannot take request ${request.id}: its name-value pairs are malformed`,
+      );
+      this.#refuse(
+        request,
+        errorApp("400 Bad Request", "The request is malformed."),
+        {},
+      );
+      return;
+    }
+    request.environ = environ;
+    const declared = environ.CONTENT_LENGTH;
+    if (declared !== undefined && declared !== "") {
+      const digits = declared.trim();
+      if (!/^[0-9]{1,15}$/.test(digits)) {
+        this.#refuse(request, this.#badBody());
+        return;
+      }
+      request.expected = Number(digits);
+      if (request.expected > this.#core.limits.maxBodySize) {
+        this.#refuse(request, this.#tooLarge());
+        return;
+      }
+    }
+  }
+
+  /** The 413 answer of `_body.ts`. */
+  #tooLarge(): Application {
+    const max = this.#core.limits.maxBodySize;
+    return bodyErrorApp(new BodyTooLarge(max), max);
+  }
+
+  /** The 400 answer of `_body.ts`, for a body that cannot be right. */
+  #badBody(error: unknown = null): Application {
+    return bodyErrorApp(error, this.#core.limits.maxBodySize);
+  }
+
+  #stdin(id: number, content: Uint8Array): void {
+    const request = this.#requests.get(id);
+    if (request === undefined) return;
+    if (request.discarding) {
+      if (content.length === 0) {
+        request.inputDone = true;
+        request.discarding = false;
+        this.#settle(request);
+      }
+      return;
+    }
+    if (request.responded) return;
+    if (request.phase !== Phase.Stdin) {
+      throw new ProtocolError(
+        request.phase === Phase.Params
+          ? `STDIN before the end of the parameters (request ${id})`
+          : `STDIN after the end of the body (request ${id})`,
+      );
+    }
+    const received = request.spool?.length ?? 0;
+    const expected = request.expected;
+    if (content.length === 0) {
+      request.inputDone = true;
+      if (expected >= 0 && received !== expected) {
+        this.#refuse(request, this.#badBody());
+        return;
+      }
+      const environ = request.environ!;
+      if (expected < 0) environ.CONTENT_LENGTH = String(received);
+      let input: InputStream;
+      try {
+        input = request.spool === null
+          ? new BytesInput()
+          : request.spool.input();
+      } catch (error) {
+        this.#note(`Cannot read the body of request ${id}: ${describe(error)}`);
+        this.#refuse(request, this.#badBody(error));
+        return;
+      }
+      this.#run(request, this.#core.server.getApp()!, input, environ);
+      return;
+    }
+    if (expected >= 0 && received + content.length > expected) {
+      this.#refuse(request, this.#badBody());
+      return;
+    }
+    try {
+      request.spool ??= new BodySpool(this.#core.limits);
+      request.spool.append(content, true);
+    } catch (error) {
+      if (!(error instanceof BodyTooLarge)) {
+        this.#note(`Cannot keep the body of request ${id}: ${describe(error)}`);
+      }
+      this.#refuse(request, this.#badBody(error));
+    }
+  }
+
+  /** Answer with `app` instead of the application; the rest of the
+   * request's input is thrown away as it comes. */
+  #refuse(
+    request: RequestState,
+    app: Application,
+    environ: Record<string, string> = request.environ ?? {},
+  ): void {
+    this.#releaseBody(request);
+    request.discarding = !request.inputDone;
+    this.#run(request, app, new BytesInput(), environ);
+  }
+
+  #releaseBody(request: RequestState): void {
+    const spool = request.spool;
+    request.spool = null;
+    try {
+      spool?.release();
+    } catch (error) {
+      this.#note(
+        `Cannot remove the body of request ${request.id}: ${describe(error)}`,
+      );
+    }
+  }
+
+  /** Run `app` for the request through a handler. */
+  #run(
+    request: RequestState,
+    app: Application,
+    input: InputStream,
+    environ: Record<string, string>,
+  ): void {
+    request.phase = Phase.Started;
+    request.environ = environ;
+    let running: Promise<void>;
+    try {
+      const handler = new this.#core.handlerClass(
+        input,
+        request.output,
+        request.errors,
+        environ,
+      );
+      request.handler = handler;
+      running = handler.run(app);
+    } catch (error) {
+      running = Promise.reject(error);
+    }
+    if (running === RESOLVED) this.#respond(request, null);
+    else {
+      running.then(
+        () => this.#respond(request, null),
+        (error) => this.#respond(request, error ?? new Error(String(error))),
+      );
+    }
+  }
+
+  /** The handler is done: end the request (or cut it short). */
+  #respond(request: RequestState, error: unknown): void {
+    this.#releaseBody(request);
+    if (request.responded) {
+      this.#settle(request);
+      return;
+    }
+    const outcome = request.handler === null
+      ? { status: null, bytes: 0, cut: true }
+      : handlerOutcome(request.handler);
+    let cut = outcome.cut;
+    if (error !== null) {
+      cut = true;
+      this.#note(
+        `Cannot finish the response to request ${request.id}: ${
+          describe(error)
+        }`,
+      );
+    }
+    request.responded = true;
+    request.output.end();
+    request.errors.end();
+    const id = request.id;
+    if (!cut) {
+      // The end of STDOUT (and of STDERR if used), then END_REQUEST.
+      const tail = request.errors.used ? 2 * HEADER_SIZE : HEADER_SIZE;
+      const out = new Uint8Array(tail + HEADER_SIZE + 8);
+      putHeader(out, 0, STDOUT, id, 0, 0);
+      if (request.errors.used) putHeader(out, HEADER_SIZE, STDERR, id, 0, 0);
+      putEndRequest(out, tail, id, 0, REQUEST_COMPLETE);
+      this.send(out);
+    } else if (this.#requests.size > 1) {
+      // Other requests share the connection: end this one as failed.
+      this.send(endRequestRecord(id, 1, REQUEST_COMPLETE));
+    } else {
+      // No END_REQUEST: the host sees the response end too early, as a CGI
+      // program that died.
+      this.#closeWhenIdle = true;
+    }
+    this.#log(request, outcome.status, outcome.bytes);
+    this.#settle(request);
+  }
+
+  /** `ABORT_REQUEST`: stop the response, answer `END_REQUEST`. */
+  #abort(request: RequestState): void {
+    request.inputDone = true;
+    request.discarding = false;
+    if (request.responded) {
+      this.#settle(request);
+      return;
+    }
+    this.#stop(request);
+    this.send(endRequestRecord(request.id, 1, REQUEST_COMPLETE));
+    this.#settle(request);
+  }
+
+  /** The host went away (or the input cannot complete): stop, send
+   * nothing. */
+  #abandon(request: RequestState): void {
+    request.inputDone = true;
+    request.discarding = false;
+    if (!request.responded) this.#stop(request);
+    this.#settle(request);
+  }
+
+  #stop(request: RequestState): void {
+    request.responded = true;
+    request.output.end();
+    request.errors.end();
+    const handler = request.handler;
+    const outcome = handler === null ? null : handlerOutcome(handler);
+    handler?.abort();
+    this.#releaseBody(request);
+    this.#log(request, outcome?.status ?? null, outcome?.bytes ?? 0);
+  }
+
+  #log(request: RequestState, status: string | null, bytes: number): void {
+    // A request dropped before its parameters were complete is no request.
+    if (request.logged || request.environ === null) return;
+    request.logged = true;
+    const code = status === null ? "-" : status.split(" ", 1)[0];
+    try {
+      this.#core.server.logRequest(request.environ ?? {}, code, bytes);
+    } catch (error) {
+      console.error(error);
+    }
+  }
+
+  /** Forget a request once both its response and its input are over. */
+  #settle(request: RequestState): void {
+    if (!request.responded || !request.inputDone) return;
+    if (this.#requests.get(request.id) !== request) return;
+    this.#requests.delete(request.id);
+    this.#core.activeRequests--;
+    this.#maybeFinish();
+  }
+
+  // --- Closing ------------------------------------------------------------
+
+  /** Close the connection once it is idle, if it is to be closed. */
+  #maybeFinish(): void {
+    if (this.#closed || this.#finishing || this.#requests.size > 0) return;
+    if (!this.#closeWhenIdle && !this.#core.closing) return;
+    this.finish();
+  }
+
+  /** Stop taking requests; close once the queue is written. */
+  finish(): void {
+    if (this.#closed || this.#finishing) return;
+    if (this.#requests.size > 0) {
+      this.#closeWhenIdle = true;
+      return;
+    }
+    this.#finishing = true;
+    if (!this.#writing) this.#afterLastWrite();
+  }
+
+  /**
+   * Close once everything is written. When the host may still be sending
+   * (a request refused at `BEGIN_REQUEST`: its parameters follow), shut
+   * down the sending side first and give the host `LINGER_MS` to close its
+   * own: a close with unread input resets the connection, and a reset may
+   * discard the answer before the host has read it.
+   */
+  #afterLastWrite(): void {
+    if (this.#closed) return;
+    if (!this.#linger || this.#readEnded) {
+      this.close();
+      return;
+    }
+    try {
+      this.#conn.closeWrite().catch(() => this.close());
+    } catch {
+      this.close();
+      return;
+    }
+    this.#lingerTimer = setTimeout(() => this.close(), LINGER_MS);
+  }
+
+  /** Close the socket now; every request still on it is over. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#lingerTimer);
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed.
+    }
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    if (waiters.length > 0) {
+      const error = this.#error ?? requestAborted();
+      for (const waiter of waiters) waiter.reject(error);
+    }
+    this.#queue = [];
+    this.#queued = 0;
+    for (const request of [...this.#requests.values()]) {
+      this.#abandon(request);
+    }
+    this.#core.onClosed(this);
+    this.#markDone();
+  }
+}
+
+/**
+ * The address a FastCGI server listens on: TCP (`port` 0 picks a free one)
+ * or a Unix socket.
+ *
+ * @example Usage
+ * ```ts
+ * import type { FastCGIAddress } from "@wsgi/wsgiref/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const tcp: FastCGIAddress = { hostname: "127.0.0.1", port: 9000 };
+ * const unix: FastCGIAddress = { path: "/run/app/fastcgi.sock" };
+ * assert.ok("port" in tcp && "path" in unix);
+ * ```
+ */
+export type FastCGIAddress =
+  | { hostname: string; port: number }
+  | { path: string };
+
+/**
+ * Options of `makeFastCGIServer` and the `FastCGIServer` constructor.
+ *
+ * @example Usage
+ * ```ts
+ * import {
+ *   type FastCGIServerOptions,
+ *   makeFastCGIServer,
+ * } from "@wsgi/wsgiref/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * const options: FastCGIServerOptions = { quiet: true, maxBodySize: 1024 };
+ * await using server = makeFastCGIServer(
+ *   { hostname: "127.0.0.1", port: 0 },
+ *   (_environ, startResponse) => {
+ *     startResponse("204 No Content", []);
+ *     return [];
+ *   },
+ *   options,
+ * );
+ * assert.equal(server.maxBodySize, 1024);
+ * ```
+ */
+export interface FastCGIServerOptions {
+  /**
+   * Turn off the access log (the host keeps one of its own).
+   *
+   * @default {false}
+   */
+  quiet?: boolean;
+  /**
+   * Request bodies up to this many bytes are held in memory; larger ones
+   * are written to a temporary file, removed when the response is over.
+   *
+   * @default {1048576}
+   */
+  spoolThreshold?: number;
+  /**
+   * Request bodies over this many bytes are answered
+   * `413 Request Entity Too Large` without calling the application.
+   * `Infinity` for no limit.
+   *
+   * @default {1073741824}
+   */
+  maxBodySize?: number;
+  /**
+   * The directory of the temporary files that hold large request bodies.
+   *
+   * @default {undefined} The system's temporary directory.
+   */
+  tempDir?: string;
+  /**
+   * The most host connections open at once (`FCGI_MAX_CONNS`); further
+   * connections wait in the listen queue.
+   *
+   * @default {1024}
+   */
+  maxConnections?: number;
+  /**
+   * The most requests in progress at once over all connections
+   * (`FCGI_MAX_REQS`); further ones are answered `END_REQUEST` with
+   * `FCGI_OVERLOADED`.
+   *
+   * @default {1024}
+   */
+  maxRequests?: number;
+  /**
+   * The most bytes of `PARAMS` (the CGI variables, request headers
+   * included) one request may carry; more is answered
+   * `431 Request Header Fields Too Large`.
+   *
+   * @default {262144}
+   */
+  maxParamsSize?: number;
+  /**
+   * The class whose instances answer each request.
+   *
+   * @default {FastCGIHandler}
+   */
+  handlerClass?: typeof FastCGIHandler;
+}
+
+/** A positive integer option: `undefined` gives `fallback`. */
+function checkCount(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot create the server: ${name} must be a number, not ${
+        typeName(value)
+      } ${quote(value)}`,
+    );
+  }
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot create the server: ${name} must be a positive integer, not ${value}`,
+    );
+  }
+  return value;
+}
+
+/** Remove a Unix socket left by a process that is gone; refuse to remove
+ * anything that is not a socket. */
+function clearStaleSocket(path: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!info.isSocket) {
+    throw new Deno.errors.AddrInUse(
+      `Cannot listen on ${quote(path)}: it exists and is not a socket`,
+    );
+  }
+  Deno.removeSync(path);
+}
+
+/**
+ * A FastCGI gateway for one application (the Responder role of FastCGI
+ * 1.0), listening on TCP or a Unix socket. It is bound once constructed,
+ * and answers while `serveForever()` runs; connections that come before
+ * wait in the listen queue.
+ *
+ * Each request's parameters become its environ: names and values as
+ * latin-1 strings, one char per byte (a UTF-8 path `/é` arrives as
+ * `"/\u00c3\u00a9"`), without `HTTP_CONTENT_TYPE` and `HTTP_CONTENT_LENGTH`
+ * (nginx passes them along; their values are `CONTENT_TYPE` and
+ * `CONTENT_LENGTH`). The body is read from `STDIN` before the application
+ * runs, as `makeServer` reads it: in memory up to `spoolThreshold`, in a
+ * temporary file above it (removed when the response is over).
+ * Parameters never reach the process environment, so a `Proxy:` request
+ * header (`HTTP_PROXY`) cannot redirect the application's `fetch`.
+ *
+ * Hosts may keep connections open for further requests (`KEEP_CONN`) and
+ * may interleave requests on one connection: the server announces
+ * `FCGI_MPXS_CONNS=1`, `FCGI_MAX_CONNS` and `FCGI_MAX_REQS` (the
+ * `maxConnections` and `maxRequests` it enforces) to `GET_VALUES`. Records
+ * that break the protocol (a wrong version, a malformed or truncated
+ * record, garbage) close that connection, with a line in the log; a
+ * request the gateway refuses (parameters over `maxParamsSize`, a body over
+ * `maxBodySize` or longer or shorter than its `CONTENT_LENGTH`) is answered
+ * with a 4xx status without calling the application. The server goes on
+ * serving either way.
+ *
+ * A host that closes a connection aborts its requests (as FastCGI has
+ * it): results are closed, nothing more is sent. `shutdown()` stops
+ * accepting, closes idle connections, and lets requests in progress finish.
+ * Each request is logged through `logRequest` and `logMessage` (to
+ * stderr), unless `quiet`.
+ *
+ * @example Usage
+ * ```ts ignore
+ * import { FastCGIServer } from "@wsgi/wsgiref/fastcgi";
+ * import { demoApp } from "@wsgi/wsgiref/simple_server";
+ *
+ * class JournalServer extends FastCGIServer {
+ *   override logMessage(message: string): void {
+ *     console.log(message); // to systemd's journal, with its timestamps
+ *   }
+ * }
+ * await using server = new JournalServer({ path: "/run/app/fcgi.sock" }, demoApp);
+ * await server.serveForever();
+ * ```
+ */
+export class FastCGIServer {
+  /** The address listened on; for TCP, with the real port. */
+  readonly serverAddress: FastCGIAddress;
+  /** The TCP port listened on; 0 for a Unix socket. */
+  readonly serverPort: number;
+  /** Whether the access log is off. */
+  readonly quiet: boolean;
+  /** Request bodies up to this many bytes are held in memory. */
+  readonly spoolThreshold: number;
+  /** Request bodies over this many bytes are answered 413. */
+  readonly maxBodySize: number;
+  /** Where large request bodies are spooled; `undefined` for the system's
+   * temporary directory. */
+  readonly tempDir: string | undefined;
+  /** The most host connections open at once. */
+  readonly maxConnections: number;
+  /** The most requests in progress at once. */
+  readonly maxRequests: number;
+  /** The most bytes of parameters a request may carry. */
+  readonly maxParamsSize: number;
+
+  #application: Application;
+  #listener: Deno.Listener;
+  #core: ServerCore;
+  #serving: Promise<void> | null = null;
+  #shutdown: Promise<void> | null = null;
+  #stopServing!: () => void;
+  #stopped: Promise<void>;
+  #slotFreed: (() => void) | null = null;
+  #accepted = 0;
+  #socketPath: string | null = null;
+  #socketInode: number | null = null;
+
+  /**
+   * Bind to `address` and listen.
+   *
+   * @param address `{ hostname, port }` (port 0: any free one) or
+   * `{ path }` for a Unix socket (a stale socket file there is replaced).
+   * @param app The application.
+   * @param options Body and connection limits, the access log, the handler
+   * class.
+   * @throws {TypeError} For an application that is not a function, or an
+   * address or option of the wrong type.
+   * @throws {RangeError} For a port outside 0–65535 or a bad limit.
+   */
+  constructor(
+    address: FastCGIAddress,
+    app: Application,
+    options: FastCGIServerOptions = {},
+  ) {
+    if (typeof app !== "function") {
+      throw new TypeError(
+        `Cannot create the server: the application must be a function, not ${
+          typeName(app)
+        } ${quote(app)}`,
+      );
+    }
+    const { quiet = false, tempDir, handlerClass = FastCGIHandler } = options;
+    if (typeof handlerClass !== "function") {
+      throw new TypeError(
+        `Cannot create the server: handlerClass must be a class, not ${
+          typeName(handlerClass)
+        } ${repr(handlerClass)}`,
+      );
+    }
+    this.quiet = Boolean(quiet);
+    this.tempDir = tempDir;
+    this.spoolThreshold = checkSize(
+      options.spoolThreshold,
+      "spoolThreshold",
+      DEFAULT_SPOOL_THRESHOLD,
+    );
+    this.maxBodySize = checkSize(
+      options.maxBodySize,
+      "maxBodySize",
+      DEFAULT_MAX_BODY_SIZE,
+    );
+    this.maxParamsSize = checkSize(
+      options.maxParamsSize,
+      "maxParamsSize",
+      DEFAULT_MAX_PARAMS_SIZE,
+    );
+    this.maxConnections = checkCount(
+      options.maxConnections,
+      "maxConnections",
+      DEFAULT_MAX_CONNECTIONS,
+    );
+    this.maxRequests = checkCount(
+      options.maxRequests,
+      "maxRequests",
+      DEFAULT_MAX_REQUESTS,
+    );
+    this.#application = app;
+    const bound = listen(address);
+    this.#listener = bound;
+    if ("path" in address) {
+      this.#socketPath = address.path;
+      this.#socketInode = Deno.lstatSync(address.path).ino;
+      this.serverAddress = { path: address.path };
+      this.serverPort = 0;
+    } else {
+      const addr = bound.addr as Deno.NetAddr;
+      this.serverAddress = { hostname: addr.hostname, port: addr.port };
+      this.serverPort = addr.port;
+    }
+    this.#stopped = new Promise((resolve) => this.#stopServing = resolve);
+    this.#core = {
+      server: this,
+      limits: {
+        spoolThreshold: this.spoolThreshold,
+        maxBodySize: this.maxBodySize,
+        tempDir,
+      },
+      maxConnections: this.maxConnections,
+      maxRequests: this.maxRequests,
+      maxParamsSize: this.maxParamsSize,
+      handlerClass,
+      values: encodePairs([
+        ["FCGI_MAX_CONNS", String(this.maxConnections)],
+        ["FCGI_MAX_REQS", String(this.maxRequests)],
+        ["FCGI_MPXS_CONNS", "1"],
+      ]),
+      activeRequests: 0,
+      closing: false,
+      connections: new Set(),
+      onClosed: (connection) => {
+        this.#core.connections.delete(connection);
+        const freed = this.#slotFreed;
+        this.#slotFreed = null;
+        freed?.();
+      },
+    };
+  }
+
+  /**
+   * The application served.
+   *
+   * @returns The application.
+   */
+  getApp(): Application {
+    return this.#application;
+  }
+
+  /**
+   * Set the application to serve (for the next requests).
+   *
+   * @param application The application.
+   */
+  setApp(application: Application): void {
+    this.#application = application;
+  }
+
+  /** Host connections open now. */
+  get openConnections(): number {
+    return this.#core.connections.size;
+  }
+
+  /** Host connections accepted since the server started. */
+  get acceptedConnections(): number {
+    return this.#accepted;
+  }
+
+  /** Requests in progress now. */
+  get activeRequests(): number {
+    return this.#core.activeRequests;
+  }
+
+  /**
+   * Accept host connections and answer their requests until `shutdown()`.
+   * Calling it again while it runs returns the same promise.
+   *
+   * @returns A promise that settles after `shutdown()`.
+   */
+  serveForever(): Promise<void> {
+    if (this.#core.closing) return RESOLVED;
+    return this.#serving ??= (async () => {
+      const accepting = this.#acceptLoop();
+      await this.#stopped;
+      await accepting;
+    })();
+  }
+
+  async #acceptLoop(): Promise<void> {
+    const core = this.#core;
+    while (!core.closing) {
+      if (core.connections.size >= this.maxConnections) {
+        await new Promise<void>((resolve) => {
+          this.#slotFreed = resolve;
+          this.#stopped.then(resolve);
+        });
+        continue;
+      }
+      let conn: Deno.Conn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (error) {
+        if (core.closing || error instanceof Deno.errors.BadResource) break;
+        // Out of file descriptors, say: log, wait a moment, go on.
+        logTo(core, `Cannot accept a connection: ${describe(error)}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        continue;
+      }
+      if (core.closing) {
+        conn.close();
+        break;
+      }
+      this.#accepted++;
+      if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+      const connection = new Connection(core, conn);
+      core.connections.add(connection);
+      connection.serve().catch((error) => {
+        logTo(core, `Cannot serve: ${describe(error)}`, connection.peer);
+        connection.close();
+      });
+    }
+  }
+
+  /**
+   * Stop accepting connections: idle ones are closed, requests in progress
+   * finish (then their connections close), `serveForever()` returns, and
+   * the promise settles once the last connection is closed. Calling it
+   * again returns the same promise.
+   *
+   * @returns A promise that settles when the server has stopped.
+   */
+  shutdown(): Promise<void> {
+    if (this.#shutdown !== null) return this.#shutdown;
+    const core = this.#core;
+    core.closing = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // Already closed.
+    }
+    this.#removeSocket();
+    this.#stopServing();
+    for (const connection of core.connections) connection.finish();
+    return this.#shutdown = (async () => {
+      await this.#serving;
+      while (core.connections.size > 0) {
+        await Promise.all([...core.connections].map((c) => c.done));
+      }
+    })();
+  }
+
+  /** Remove the Unix socket file, if it is still the one bound here (a
+   * new gateway may have taken the path meanwhile). */
+  #removeSocket(): void {
+    const path = this.#socketPath;
+    if (path === null) return;
+    try {
+      if (Deno.lstatSync(path).ino === this.#socketInode) Deno.removeSync(path);
+    } catch {
+      // Gone already (Deno removes it when the listener closes).
+    }
+  }
+
+  /**
+   * Release the listening socket: `shutdown()` if it has not been called,
+   * waiting for it. Idempotent.
+   *
+   * @returns A promise that settles once everything is released.
+   */
+  serverClose(): Promise<void> {
+    return this.shutdown();
+  }
+
+  /**
+   * `shutdown()` and `serverClose()`, for `await using`.
+   *
+   * @returns A promise that settles once everything is released.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.shutdown();
+    await this.serverClose();
+  }
+
+  /**
+   * Log a finished request in Common Log Format, from its parameters:
+   * `127.0.0.1 - - [21/Nov/2026 10:00:00] "GET /app/x HTTP/1.1" 200 13`.
+   * Nothing is formatted when the server is quiet.
+   *
+   * @param environ The request's CGI variables.
+   * @param code The status code, or `"-"` when none was sent.
+   * @param size The body bytes sent.
+   */
+  logRequest(
+    environ: Record<string, string>,
+    code: string,
+    size: number,
+  ): void {
+    if (this.quiet) return;
+    const target = environ.REQUEST_URI ??
+      (environ.SCRIPT_NAME ?? "") + (environ.PATH_INFO ?? "") +
+        (environ.QUERY_STRING ? "?" + environ.QUERY_STRING : "");
+    this.logMessage(
+      `"${environ.REQUEST_METHOD ?? "-"} ${target || "-"} ${
+        environ.SERVER_PROTOCOL ?? "-"
+      }" ${code} ${size}`,
+      environ.REMOTE_ADDR || "-",
+    );
+  }
+
+  /**
+   * Write a line to the process's stderr as `http.server` does: the
+   * address, the local date, then `message` with control characters
+   * escaped (a line break indents the next line). The access log (with
+   * the client's address) and the gateway's own errors (with the host's;
+   * errors of requests go to the host) come through here. Override it to
+   * log elsewhere.
+   *
+   * @param message The text.
+   * @param address Whom the line is about.
+   */
+  logMessage(message: string, address = "-"): void {
+    processStderr().write(logLine(address, message, true));
+  }
+}
+
+/** Bind a listener for `address`, checking its shape. */
+function listen(address: FastCGIAddress): Deno.Listener {
+  const given = address as Partial<
+    { hostname: unknown; port: unknown; path: unknown }
+  >;
+  if (typeof given !== "object" || given === null) {
+    throw new TypeError(
+      `Cannot create the server: the address must be { hostname, port } or { path }, not ${
+        repr(address)
+      }`,
+    );
+  }
+  if ("path" in given) {
+    if (typeof given.path !== "string" || given.path === "") {
+      throw new TypeError(
+        `Cannot create the server: the socket path must be a non-empty string, not ${
+          typeName(given.path)
+        } ${quote(given.path)}`,
+      );
+    }
+    clearStaleSocket(given.path);
+    return Deno.listen({ transport: "unix", path: given.path });
+  }
+  const { hostname, port } = given;
+  if (typeof hostname !== "string") {
+    throw new TypeError(
+      `Cannot create the server: the hostname must be a string, not ${
+        typeName(hostname)
+      } ${quote(hostname)}`,
+    );
+  }
+  if (typeof port !== "number" || !Number.isInteger(port)) {
+    throw new TypeError(
+      `Cannot create the server: the port must be an integer, not ${
+        typeName(port)
+      } ${quote(port)}`,
+    );
+  }
+  if (port < 0 || port > 65535) {
+    throw new RangeError(
+      `Cannot create the server: the port must be from 0 to 65535, not ${port}`,
+    );
+  }
+  return Deno.listen({
+    transport: "tcp",
+    hostname: hostname === "" ? "0.0.0.0" : hostname,
+    port,
+  });
+}
+
+/**
+ * Create a FastCGI gateway for `app`, bound to `address` when this returns
+ * (`serverPort` is the real port); it answers while `serveForever()` runs.
+ *
+ * @example Usage
+ * ```ts
+ * import { makeFastCGIServer } from "@wsgi/wsgiref/fastcgi";
+ * import assert from "node:assert/strict";
+ *
+ * await using server = makeFastCGIServer(
+ *   { hostname: "127.0.0.1", port: 0 },
+ *   (_environ, startResponse) => {
+ *     startResponse("200 OK", [["Content-Type", "text/plain"]]);
+ *     return [new TextEncoder().encode("Hello from FastCGI\n")];
+ *   },
+ *   { quiet: true },
+ * );
+ * assert.ok(server.serverPort > 0);
+ * const serving = server.serveForever();
+ * await server.shutdown();
+ * await serving;
+ * ```
+ *
+ * @param address `{ hostname, port }` or `{ path }` (a Unix socket).
+ * @param app The application.
+ * @param options Body and connection limits, the access log, the handler
+ * class.
+ * @returns The server.
+ * @throws {TypeError} For an application that is not a function or a bad
+ * address or option.
+ * @throws {RangeError} For a port outside 0–65535 or a bad limit.
+ */
+export function makeFastCGIServer(
+  address: FastCGIAddress,
+  app: Application,
+  options: FastCGIServerOptions = {},
+): FastCGIServer {
+  return new FastCGIServer(address, app, options);
+}
+
+const USAGE =
+  "Usage: deno run -A fastcgi.ts module[:name] [--host H] [--port P | --socket PATH] [--quiet]";
+
+async function main(args: string[]): Promise<number> {
+  let hostname = "127.0.0.1";
+  let port = 9000;
+  let path: string | null = null;
+  let quiet = false;
+  let spec: string | null = null;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--host" && i + 1 < args.length) hostname = args[++i];
+    else if (arg === "--port" && i + 1 < args.length) {
+      const value = args[++i];
+      port = parsePort(value);
+      if (port < 0) {
+        console.error(`Not a port: ${quote(value)}\n${USAGE}`);
+        return 2;
+      }
+    } else if (arg === "--socket" && i + 1 < args.length) path = args[++i];
+    else if (arg === "--quiet") quiet = true;
+    else if (arg === "--help" || arg === "-h") {
+      console.log(USAGE);
+      return 0;
+    } else if (spec === null && !arg.startsWith("--")) spec = arg;
+    else {
+      console.error(`Unexpected argument ${quote(arg)}\n${USAGE}`);
+      return 2;
+    }
+  }
+  if (spec === null) {
+    console.error(`No application module given\n${USAGE}`);
+    return 2;
+  }
+  let app: Application;
+  try {
+    app = await loadApplication(spec);
+  } catch (error) {
+    console.error((error as Error).message);
+    return 1;
+  }
+  let server: FastCGIServer;
+  try {
+    server = makeFastCGIServer(
+      path !== null ? { path } : { hostname, port },
+      app,
+      { quiet },
+    );
+  } catch (error) {
+    console.error((error as Error).message);
+    return 1;
+  }
+  const where = path !== null
+    ? `unix:${path}`
+    : `${
+      (server.serverAddress as { hostname: string }).hostname
+    } port ${server.serverPort}`;
+  // Listen for signals before saying so: a supervisor may stop the
+  // program as soon as it reads the line.
+  const removeListeners = stopOnSignals(() => server.shutdown());
+  console.log(`Serving FastCGI on ${where} ...`);
+  try {
+    await server.serveForever();
+    await server.serverClose();
+  } finally {
+    removeListeners();
+  }
+  return 0;
+}
+
+if (import.meta.main) {
+  Deno.exitCode = await main(Deno.args);
+}

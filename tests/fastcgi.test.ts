@@ -1,0 +1,1515 @@
+/**
+ * The FastCGI gateway at the protocol level, driven by the tests' own
+ * FastCGI client (`fixtures/fcgi_client.ts`): what a well-behaved host sends
+ * and what it never would (malformed and truncated records, garbage,
+ * `GET_VALUES`, `ABORT_REQUEST`, interleaved requests). The gateway runs on
+ * 127.0.0.1, port 0, or a Unix socket in a temporary directory, and is shut
+ * down in the same test; every test checks that no socket, spool file or
+ * request is left behind.
+ */
+
+import assert from "node:assert/strict";
+import {
+  FastCGIHandler,
+  type FastCGIOutput,
+  FastCGIServer,
+  type FastCGIServerOptions,
+  makeFastCGIServer,
+} from "../fastcgi.ts";
+import { BaseCGIHandler } from "../handlers.ts";
+import { validator } from "../validate.ts";
+import { decodeLatin1, encodeLatin1 } from "../_internal.ts";
+import { StringErrorStream } from "../_io.ts";
+import type { Application, Environ } from "../types.ts";
+import {
+  adler32,
+  type AppStats,
+  makeTestApp,
+  PATTERN,
+} from "./fixtures/fastcgi_app.ts";
+import {
+  assemble,
+  AUTHORIZER,
+  beginRequest,
+  decodePairs,
+  encodePairs,
+  FCGI,
+  FcgiClient,
+  type FcgiRecord,
+  FILTER,
+  getParams,
+  join,
+  OVERLOADED,
+  parseCgi,
+  record,
+  REQUEST_COMPLETE,
+  requestRecords,
+  stream,
+  UNKNOWN_ROLE,
+} from "./fixtures/fcgi_client.ts";
+import {
+  fdsUnder,
+  socketsAt,
+  socketsOnPort,
+  waitFor,
+} from "./fixtures/process.ts";
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const MIB = 1024 * 1024;
+const ERROR_BODY =
+  "A server error occurred.  Please contact the administrator.";
+
+/** A gateway under test, with what is needed to check it after. */
+interface Gateway {
+  server: FastCGIServer;
+  stats: AppStats;
+  address: { hostname: string; port: number } | { path: string };
+  tempDir: string;
+  log: string[];
+  connect(): Promise<FcgiClient>;
+}
+
+/** A server that keeps its log lines instead of printing them. */
+class LoggedServer extends FastCGIServer {
+  lines: string[] = [];
+  override logMessage(message: string, address = "-"): void {
+    this.lines.push(`${address} ${message}`);
+  }
+}
+
+/**
+ * Run `fn` against a gateway serving `app` (the test app by default), then
+ * shut it down and check that nothing is left: no socket on its port, no
+ * spool file, no request, no connection.
+ */
+async function withGateway(
+  fn: (gateway: Gateway) => Promise<void>,
+  options: FastCGIServerOptions & { app?: Application; unix?: boolean } = {},
+): Promise<void> {
+  const tempDir = await Deno.makeTempDir({ prefix: "wsgiref-fcgi-test-" });
+  const made = makeTestApp();
+  const { app = made.app, unix = false, ...serverOptions } = options;
+  const address = unix
+    ? { path: `${tempDir}/gateway.sock` }
+    : { hostname: "127.0.0.1", port: 0 };
+  const server = new LoggedServer(address, app, {
+    tempDir,
+    ...serverOptions,
+  });
+  const bound = server.serverAddress;
+  const serving = server.serveForever();
+  const gateway: Gateway = {
+    server,
+    stats: made.stats,
+    address: bound,
+    tempDir,
+    log: server.lines,
+    connect: () => FcgiClient.connect(bound),
+  };
+  try {
+    await fn(gateway);
+  } finally {
+    await server.shutdown();
+    await serving;
+  }
+  try {
+    assert.equal(server.openConnections, 0, "connections left open");
+    assert.equal(server.activeRequests, 0, "requests left in progress");
+    if (unix) {
+      assert.equal(socketsAt((bound as { path: string }).path), 0);
+      assert.throws(() => Deno.statSync((bound as { path: string }).path));
+    } else {
+      assert.equal(
+        socketsOnPort(server.serverPort),
+        0,
+        "sockets left on the gateway's port",
+      );
+    }
+    assert.equal(fdsUnder(tempDir), 0, "spool files left open");
+    assert.deepEqual([...Deno.readDirSync(tempDir)], [], "files left behind");
+  } finally {
+    await Deno.remove(tempDir, { recursive: true });
+  }
+}
+
+/** A GET through a new connection; the response taken apart. */
+async function get(
+  gateway: Gateway,
+  path: string,
+  extra: Record<string, string> = {},
+) {
+  const client = await gateway.connect();
+  try {
+    const response = await client.request(getParams(path, extra));
+    return { ...response, cgi: parseCgi(response.stdout) };
+  } finally {
+    client.close();
+  }
+}
+
+// --- The response bytes ---------------------------------------------------
+
+/** What `BaseCGIHandler` writes for `app` and `environ`. */
+async function cgiBytes(app: Application, environ: Environ): Promise<string> {
+  let out = "";
+  const handler = new BaseCGIHandler(
+    { readSync: () => null },
+    { write: (p: Uint8Array) => void (out += decodeLatin1(p)) },
+    new StringErrorStream(),
+    environ,
+  );
+  handler.osEnviron = {};
+  await handler.run(app);
+  return out;
+}
+
+const BYTES_CASES: [string, Application][] = [
+  ["an Array of one chunk", (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return [encoder.encode("Hello")];
+  }],
+  ["a generator", function* (_environ, startResponse) {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    yield encoder.encode("one ");
+    yield new Uint8Array(0);
+    yield encoder.encode("two");
+  }],
+  ["write() then a chunk", (_environ, startResponse) => {
+    const write = startResponse("201 Created", [["X-A", "b"]]);
+    write(encoder.encode("ab"));
+    return [encoder.encode("cd")];
+  }],
+  ["a redirect without a body", (_environ, startResponse) => {
+    startResponse("302 Found", [["Location", "/next"]]);
+    return [];
+  }],
+  ["an async generator", async (_environ, startResponse) => {
+    await Promise.resolve();
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return (async function* () {
+      yield encoder.encode("async ");
+      yield encoder.encode("body");
+    })();
+  }],
+  ["a throwing app", () => {
+    throw new Error("boom");
+  }],
+  ["a bad status", (_environ, startResponse) => {
+    startResponse("200 OK\r\nX-Injected: 1", []);
+    return [];
+  }],
+];
+
+Deno.test("makeFastCGIServer() sends on STDOUT exactly the bytes BaseCGIHandler writes", async (t) => {
+  for (const [name, app] of BYTES_CASES) {
+    await t.step(name, async () => {
+      await withGateway(async (gateway) => {
+        const params = getParams("/bytes");
+        const response = await get(gateway, "/bytes");
+        assert.equal(
+          decodeLatin1(response.stdout),
+          await cgiBytes(app, { ...params }),
+        );
+        assert.equal(response.protocolStatus, REQUEST_COMPLETE);
+        assert.equal(response.appStatus, 0);
+      }, { app, quiet: true });
+    });
+  }
+});
+
+Deno.test("makeFastCGIServer() ends STDOUT with an empty record, then END_REQUEST", async () => {
+  await withGateway(async (gateway) => {
+    const { records } = await get(gateway, "/hello");
+    assert.deepEqual(
+      records.map((r) => [r.type, r.content.length > 0]),
+      [
+        [FCGI.STDOUT, true],
+        [FCGI.STDOUT, false],
+        [FCGI.END_REQUEST, true],
+      ],
+    );
+    for (const r of records) {
+      assert.equal(r.version, 1);
+      assert.equal(r.id, 1);
+      assert.equal((r.content.length + r.padding) % 8, 0, "8-byte aligned");
+    }
+    assert.equal(
+      decodeLatin1(records[0].content),
+      "Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello /hello\n",
+    );
+  }, { quiet: true });
+});
+
+Deno.test("makeFastCGIServer() sends STDOUT records of at most 65,535 bytes", async () => {
+  const body = new Uint8Array(3 * 65536 + 5).map((_, i) => i % 251);
+  const app: Application = (_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "application/octet-stream"]]);
+    return [body, body];
+  };
+  await withGateway(async (gateway) => {
+    const response = await get(gateway, "/");
+    const sizes = response.records
+      .filter((r) => r.type === FCGI.STDOUT)
+      .map((r) => r.content.length);
+    assert.ok(sizes.every((size) => size <= 65535), `sizes ${sizes}`);
+    assert.ok(sizes.filter((size) => size === 65535).length >= 6);
+    assert.deepEqual(response.cgi.body, join(body, body));
+  }, { app, quiet: true });
+});
+
+// --- Connections ----------------------------------------------------------
+
+Deno.test("makeFastCGIServer() closes the connection after END_REQUEST unless KEEP_CONN", async (t) => {
+  await withGateway(async (gateway) => {
+    await t.step("without KEEP_CONN: closed", async () => {
+      const client = await gateway.connect();
+      try {
+        const response = await client.request(getParams("/one"));
+        assert.equal(parseCgi(response.stdout).status, "200 OK");
+        assert.deepEqual(await client.untilClosed(), []);
+      } finally {
+        client.close();
+      }
+    });
+    await t.step("with KEEP_CONN: three requests, then closed", async () => {
+      const client = await gateway.connect();
+      try {
+        for (const [id, path] of [[1, "/a"], [2, "/b"], [1, "/c"]] as const) {
+          const response = await client.request(getParams(path), {
+            id,
+            keepConn: true,
+          });
+          assert.equal(
+            decoder.decode(parseCgi(response.stdout).body),
+            `Hello ${path}\n`,
+          );
+        }
+        await waitFor(
+          () => gateway.server.openConnections === 1,
+          "the first connection closed",
+        );
+        // The last one without KEEP_CONN: the gateway closes after it.
+        await client.request(getParams("/d"), { id: 3 });
+        assert.deepEqual(await client.untilClosed(), []);
+      } finally {
+        client.close();
+      }
+      assert.equal(gateway.server.acceptedConnections, 2);
+    });
+  }, { quiet: true });
+});
+
+Deno.test("makeFastCGIServer() serves on a Unix socket, replacing a stale one", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wsgiref-fcgi-stale-" });
+  try {
+    // A socket file left by a gateway that died.
+    const stale = Deno.listen({ transport: "unix", path: `${dir}/g.sock` });
+    stale.close();
+    await using server = makeFastCGIServer(
+      { path: `${dir}/g.sock` },
+      makeTestApp().app,
+      { quiet: true },
+    );
+    const serving = server.serveForever();
+    const client = await FcgiClient.connect({ path: `${dir}/g.sock` });
+    const response = await client.request(getParams("/unix"));
+    client.close();
+    assert.equal(
+      decoder.decode(parseCgi(response.stdout).body),
+      "Hello /unix\n",
+    );
+    await server.shutdown();
+    await serving;
+    assert.deepEqual([...Deno.readDirSync(dir)], []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  // A path that is not a socket is left alone.
+  const file = await Deno.makeTempFile();
+  try {
+    assert.throws(
+      () => makeFastCGIServer({ path: file }, makeTestApp().app),
+      (error) =>
+        error instanceof Deno.errors.AddrInUse &&
+        error.message ===
+          `Cannot listen on ${
+            JSON.stringify(file)
+          }: it exists and is not a socket`,
+    );
+  } finally {
+    await Deno.remove(file);
+  }
+});
+
+Deno.test("makeFastCGIServer() serves requests through a Unix socket with the test app", async () => {
+  await withGateway(async (gateway) => {
+    const response = await get(gateway, "/env");
+    assert.equal(
+      JSON.parse(decoder.decode(response.cgi.body)).PATH_INFO,
+      "/env",
+    );
+    const path = (gateway.address as { path: string }).path;
+    // The listener, once the gateway has seen the client go.
+    await waitFor(() => socketsAt(path) === 1, "one socket");
+  }, { unix: true, quiet: true });
+});
+
+// --- Params ---------------------------------------------------------------
+
+Deno.test("makeFastCGIServer() reads records split anywhere, with 1- and 4-byte lengths", async (t) => {
+  const longName = "HTTP_X_" + "N".repeat(200);
+  const params: Record<string, string> = {
+    ...getParams("/env?q=" + "v".repeat(300)),
+    REQUEST_METHOD: "POST",
+    CONTENT_LENGTH: "1000",
+    HTTP_X_TEST: "x".repeat(70000),
+    [longName]: "short",
+  };
+  const body = PATTERN.slice(0, 1000);
+  const app: Application = (environ, startResponse) => {
+    const input = environ["wsgi.input"]!.read(1000);
+    startResponse("200 OK", [["Content-Type", "application/json"]]);
+    return [encoder.encode(JSON.stringify({
+      query: environ.QUERY_STRING,
+      test: (environ.HTTP_X_TEST as string).length,
+      long: environ[longName],
+      adler: adler32(input),
+    }))];
+  };
+  const expected = {
+    query: "q=" + "v".repeat(300),
+    test: 70000,
+    long: "short",
+    adler: adler32(body),
+  };
+  await withGateway(async (gateway) => {
+    for (
+      const [name, sizes, longLengths] of [
+        ["one byte at a time", [1], false],
+        ["in uneven pieces", [3, 7, 8, 1, 13, 4096, 9, 65536], true],
+        ["all at once", [1 << 24], false],
+      ] as const
+    ) {
+      await t.step(name, async () => {
+        const client = await gateway.connect();
+        try {
+          // Small records, so that one byte at a time stays quick.
+          const bytes = requestRecords(params, {
+            stdin: body,
+            longLengths,
+            paramsChunk: name === "one byte at a time" ? 1000 : 65535,
+            stdinChunk: 333,
+          });
+          const short = name === "one byte at a time"
+            ? requestRecords({ ...params, HTTP_X_TEST: "x".repeat(200) }, {
+              stdin: body,
+              stdinChunk: 333,
+            })
+            : bytes;
+          await client.sendInPieces(short, [...sizes]);
+          const response = await client.response();
+          assert.deepEqual(
+            JSON.parse(decoder.decode(parseCgi(response.stdout).body)),
+            {
+              ...expected,
+              test: name === "one byte at a time" ? 200 : 70000,
+            },
+          );
+        } finally {
+          client.close();
+        }
+      });
+    }
+  }, { app, quiet: true });
+});
+
+/** Answers with the environ's string and boolean values, as JSON. */
+const environApp: Application = (environ, startResponse) => {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(environ)) {
+    if (typeof value === "string" || typeof value === "boolean") {
+      out[key] = value;
+    }
+  }
+  startResponse("200 OK", [["Content-Type", "application/json"]]);
+  return [encoder.encode(JSON.stringify(out))];
+};
+
+Deno.test("makeFastCGIServer() skips record padding of any length, up to 255 bytes", async () => {
+  const app: Application = (environ, startResponse) => {
+    const body = environ["wsgi.input"]!.read(Number(environ.CONTENT_LENGTH));
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return [
+      encoder.encode(`${String(environ.HTTP_X_TEST).length} ${adler32(body)}`),
+    ];
+  };
+  const body = new Uint8Array(65535 * 2 + 10).map((_, i) => i % 253);
+  const pairs = encodePairs({
+    ...post("/", String(body.length)),
+    HTTP_X_TEST: "t".repeat(65000),
+  });
+  // The largest records there are: 65,535 bytes of content, 255 of padding.
+  const records: Uint8Array[] = [beginRequest(1)];
+  let padding = 0;
+  for (
+    const [type, data] of [[FCGI.PARAMS, pairs], [FCGI.STDIN, body]] as const
+  ) {
+    for (let at = 0; at < data.length; at += 65535) {
+      records.push(
+        record(type, 1, data.subarray(at, at + 65535), {
+          padding: 255 - padding,
+        }),
+      );
+      padding = (padding + 37) % 256;
+    }
+    records.push(record(type, 1, new Uint8Array(0), { padding: padding }));
+  }
+  await withGateway(async (gateway) => {
+    const client = await gateway.connect();
+    try {
+      await client.sendInPieces(join(...records), [70000, 3, 65800]);
+      const response = await client.response();
+      assert.equal(
+        decoder.decode(parseCgi(response.stdout).body),
+        `65000 ${adler32(body)}`,
+      );
+    } finally {
+      client.close();
+    }
+  }, { app, quiet: true });
+});
+
+Deno.test("makeFastCGIServer() makes latin-1 environ strings of the params, one char per byte", async () => {
+  const params = {
+    ...getParams("/"),
+    PATH_INFO: "/caf\xc3\xa9/\xe9",
+    QUERY_STRING: "x=\xc3\xa9",
+    HTTP_X_TEST: "\xff\x00\x01",
+    REQUEST_URI: "/caf%C3%A9/\xe6\x97\xa5",
+    DOCUMENT_ROOT: "/srv/caf\xc3\xa9",
+    HOME: "/home/\xe9",
+    HTTPS: "on",
+  };
+  // Headers nginx passes along: their values are CONTENT_TYPE and
+  // CONTENT_LENGTH.
+  const sent = {
+    ...params,
+    HTTP_CONTENT_LENGTH: "0",
+    HTTP_CONTENT_TYPE: "text/plain",
+  };
+  await withGateway(async (gateway) => {
+    const client = await gateway.connect();
+    let response;
+    try {
+      response = await client.request(sent);
+    } finally {
+      client.close();
+    }
+    const environ = JSON.parse(decoder.decode(parseCgi(response.stdout).body));
+    assert.equal(environ.PATH_INFO, "/caf\xc3\xa9/\xe9");
+    assert.equal(environ.QUERY_STRING, "x=\xc3\xa9");
+    assert.equal(environ.HTTP_X_TEST, "\xff\x00\x01");
+    assert.equal(environ.REQUEST_URI, "/caf%C3%A9/\xe6\x97\xa5");
+    assert.equal(environ.DOCUMENT_ROOT, "/srv/caf\xc3\xa9");
+    assert.equal(environ.HOME, "/home/\xe9");
+    assert.equal(environ["wsgi.url_scheme"], "https");
+    assert.equal(environ["wsgi.multithread"], false);
+    assert.equal(environ["wsgi.multiprocess"], true);
+    assert.equal(environ["wsgi.run_once"], false);
+    // No body and no CONTENT_LENGTH: the length read, 0.
+    assert.equal(environ.CONTENT_LENGTH, "0");
+    assert.equal(environ.CONTENT_TYPE, "text/plain");
+    // The params and the wsgi.* keys, nothing of the process environment.
+    assert.deepEqual(
+      Object.keys(environ).filter((key) => !key.startsWith("wsgi.")).sort(),
+      [...Object.keys(params), "CONTENT_TYPE"].sort(),
+    );
+  }, { app: environApp, quiet: true });
+});
+
+Deno.test("makeFastCGIServer() passes the environ, streams and result checks of validator()", async (t) => {
+  const { app, stats } = makeTestApp();
+  await withGateway(async (gateway) => {
+    for (const path of ["/env", "/stream?bytes=200000", "/async?n=3", "/x"]) {
+      await t.step(path, async () => {
+        const response = await get(gateway, path);
+        assert.equal(response.cgi.status, "200 OK");
+        assert.equal(response.stderr, "");
+      });
+    }
+    await t.step("/echo", async () => {
+      const client = await gateway.connect();
+      try {
+        const response = await client.request(
+          {
+            ...getParams("/echo"),
+            REQUEST_METHOD: "POST",
+            CONTENT_LENGTH: "5",
+          },
+          { stdin: encoder.encode("hello") },
+        );
+        assert.equal(response.stderr, "");
+        assert.deepEqual(
+          JSON.parse(decoder.decode(parseCgi(response.stdout).body)),
+          {
+            length: 5,
+            adler32: adler32(encoder.encode("hello")),
+          },
+        );
+      } finally {
+        client.close();
+      }
+    });
+    await t.step(
+      "a rule broken: 500 and the validator's message on STDERR",
+      async () => {
+        const response = await get(gateway, "/hop-by-hop");
+        assert.equal(response.cgi.status, "500 Internal Server Error");
+        assert.match(response.stderr, /^AssertionError: .*Transfer-Encoding/);
+      },
+    );
+    await t.step("results closed once each", () => {
+      assert.deepEqual(stats.closes, { "/stream": 1, "/async": 1 });
+    });
+  }, { app: validator(app), quiet: true });
+});
+
+// --- Bodies ---------------------------------------------------------------
+
+function post(path: string, length: string): Record<string, string> {
+  return { ...getParams(path), REQUEST_METHOD: "POST", CONTENT_LENGTH: length };
+}
+
+Deno.test("makeFastCGIServer() gives the body as wsgi.input: in memory, or spooled and removed", async (t) => {
+  let spoolFds = -1;
+  let tempDir = "";
+  const app: Application = (environ, startResponse) => {
+    spoolFds = fdsUnder(tempDir);
+    const input = environ["wsgi.input"]!;
+    const state = [1, 0];
+    let length = 0;
+    let sum = adler32(new Uint8Array(0), state);
+    for (let piece; (piece = input.read(100_000)).length > 0;) {
+      length += piece.length;
+      sum = adler32(piece, state);
+    }
+    startResponse("200 OK", [["Content-Type", "application/json"]]);
+    return [encoder.encode(JSON.stringify({ length, sum }))];
+  };
+  await withGateway(async (gateway) => {
+    tempDir = gateway.tempDir;
+    for (
+      const [name, size, spooled] of [
+        ["small, in memory", 1000, 0],
+        ["over spoolThreshold, in a temporary file", 3 * MIB + 7, 1],
+      ] as const
+    ) {
+      await t.step(name, async () => {
+        const body = new Uint8Array(size).map((_, i) => i * 7 + (i >> 10));
+        const client = await gateway.connect();
+        try {
+          const response = await client.request(post("/", String(size)), {
+            stdin: body,
+          });
+          assert.deepEqual(
+            JSON.parse(decoder.decode(parseCgi(response.stdout).body)),
+            {
+              length: size,
+              sum: adler32(body),
+            },
+          );
+        } finally {
+          client.close();
+        }
+        assert.equal(spoolFds, spooled);
+        await waitFor(() => fdsUnder(tempDir) === 0, "the spool file closed");
+      });
+    }
+    await t.step("no CONTENT_LENGTH: read to the end of STDIN", async () => {
+      const client = await gateway.connect();
+      try {
+        const response = await client.request(
+          { ...getParams("/"), REQUEST_METHOD: "POST" },
+          { stdin: encoder.encode("chunked upload") },
+        );
+        assert.deepEqual(
+          JSON.parse(decoder.decode(parseCgi(response.stdout).body)).length,
+          14,
+        );
+      } finally {
+        client.close();
+      }
+    });
+  }, { app, quiet: true, spoolThreshold: MIB });
+});
+
+Deno.test("makeFastCGIServer() refuses bodies it cannot take, without calling the app", async (t) => {
+  let calls = 0;
+  const app: Application = (_environ, startResponse) => {
+    calls++;
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return [encoder.encode("called")];
+  };
+  const cases: [string, Record<string, string>, Uint8Array, string][] = [
+    [
+      "CONTENT_LENGTH over maxBodySize",
+      post("/", "2000"),
+      new Uint8Array(2000),
+      "413 Request Entity Too Large",
+    ],
+    [
+      "STDIN over maxBodySize, no CONTENT_LENGTH",
+      { ...getParams("/"), REQUEST_METHOD: "POST" },
+      new Uint8Array(1500),
+      "413 Request Entity Too Large",
+    ],
+    [
+      "STDIN longer than CONTENT_LENGTH",
+      post("/", "10"),
+      new Uint8Array(11),
+      "400 Bad Request",
+    ],
+    [
+      "STDIN shorter than CONTENT_LENGTH",
+      post("/", "10"),
+      new Uint8Array(9),
+      "400 Bad Request",
+    ],
+    [
+      "CONTENT_LENGTH not a number",
+      post("/", "ten"),
+      new Uint8Array(10),
+      "400 Bad Request",
+    ],
+    [
+      "CONTENT_LENGTH negative",
+      post("/", "-1"),
+      new Uint8Array(0),
+      "400 Bad Request",
+    ],
+  ];
+  await withGateway(async (gateway) => {
+    for (const [name, params, body, status] of cases) {
+      await t.step(name, async () => {
+        const client = await gateway.connect();
+        try {
+          // KEEP_CONN: the connection serves on after the refusal.
+          const refused = await client.request(params, {
+            stdin: body,
+            keepConn: true,
+            stdinChunk: 100,
+          });
+          assert.equal(parseCgi(refused.stdout).status, status);
+          const next = await client.request(getParams("/after"), {
+            id: 2,
+            keepConn: true,
+          });
+          assert.equal(decoder.decode(parseCgi(next.stdout).body), "called");
+        } finally {
+          client.close();
+        }
+      });
+    }
+    assert.equal(calls, cases.length);
+  }, { app, quiet: true, maxBodySize: 1000, spoolThreshold: 100 });
+});
+
+// --- Management records and roles ---------------------------------------
+
+Deno.test("makeFastCGIServer() answers GET_VALUES, unknown management types and other roles", async (t) => {
+  await withGateway(async (gateway) => {
+    const client = await gateway.connect();
+    try {
+      await t.step(
+        "GET_VALUES: the limits it enforces, unknown names left out",
+        async () => {
+          await client.send(record(
+            FCGI.GET_VALUES,
+            0,
+            encodePairs({
+              FCGI_MAX_CONNS: "",
+              FCGI_MAX_REQS: "",
+              FCGI_MPXS_CONNS: "",
+              FCGI_UNKNOWN: "",
+            }),
+          ));
+          const answer = (await client.next())!;
+          assert.equal(answer.type, FCGI.GET_VALUES_RESULT);
+          assert.equal(answer.id, 0);
+          assert.deepEqual(decodePairs(answer.content), [
+            ["FCGI_MAX_CONNS", "7"],
+            ["FCGI_MAX_REQS", "9"],
+            ["FCGI_MPXS_CONNS", "1"],
+          ]);
+        },
+      );
+      await t.step(
+        "a management type it does not know: UNKNOWN_TYPE",
+        async () => {
+          await client.send(record(42, 0, encoder.encode("whatever")));
+          const answer = (await client.next())!;
+          assert.equal(answer.type, FCGI.UNKNOWN_TYPE);
+          assert.deepEqual([...answer.content], [42, 0, 0, 0, 0, 0, 0, 0]);
+          // BEGIN_REQUEST is no management record either.
+          await client.send(beginRequest(0));
+          assert.equal((await client.next())!.content[0], FCGI.BEGIN_REQUEST);
+        },
+      );
+      for (
+        const [role, name] of [[AUTHORIZER, "AUTHORIZER"], [FILTER, "FILTER"], [
+          99,
+          "role 99",
+        ]] as const
+      ) {
+        await t.step(`${name}: END_REQUEST with UNKNOWN_ROLE`, async () => {
+          await client.send(beginRequest(5, { role, keepConn: true }));
+          const answer = await client.response(5);
+          assert.equal(answer.protocolStatus, UNKNOWN_ROLE);
+          assert.equal(answer.records.length, 1);
+        });
+      }
+      await t.step("and the connection still serves", async () => {
+        const response = await client.request(getParams("/still"), {
+          keepConn: true,
+        });
+        assert.equal(
+          decoder.decode(parseCgi(response.stdout).body),
+          "Hello /still\n",
+        );
+      });
+    } finally {
+      client.close();
+    }
+  }, { quiet: true, maxConnections: 7, maxRequests: 9 });
+});
+
+Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async () => {
+  await withGateway(async (gateway) => {
+    const client = await gateway.connect();
+    try {
+      await client.send(
+        requestRecords(getParams("/hang"), { id: 1, keepConn: true }),
+      );
+      await client.send(
+        requestRecords(getParams("/two"), { id: 2, keepConn: true }),
+      );
+      const second = await client.response(2);
+      assert.equal(second.protocolStatus, OVERLOADED);
+      assert.equal(second.records.length, 1);
+      await client.send(record(FCGI.ABORT_REQUEST, 1));
+      await client.response(1);
+      const third = await client.request(getParams("/three"), {
+        id: 3,
+        keepConn: true,
+      });
+      assert.equal(third.protocolStatus, REQUEST_COMPLETE);
+    } finally {
+      client.close();
+    }
+    assert.equal(gateway.stats.closes["/hang"], 1);
+  }, { quiet: true, maxRequests: 1 });
+});
+
+Deno.test("makeFastCGIServer() keeps connections over maxConnections in the listen queue", async () => {
+  await withGateway(async (gateway) => {
+    const first = await gateway.connect();
+    await first.request(getParams("/first"), { keepConn: true });
+    const second = await gateway.connect();
+    try {
+      await second.send(requestRecords(getParams("/second")));
+      const waiting = second.response();
+      const early = await Promise.race([
+        waiting.then(() => "answered"),
+        new Promise((resolve) => setTimeout(() => resolve("waiting"), 200)),
+      ]);
+      assert.equal(early, "waiting");
+      assert.equal(gateway.server.openConnections, 1);
+      first.close();
+      const response = await waiting;
+      assert.equal(
+        decoder.decode(parseCgi(response.stdout).body),
+        "Hello /second\n",
+      );
+    } finally {
+      first.close();
+      second.close();
+    }
+  }, { quiet: true, maxConnections: 1 });
+});
+
+// --- Streaming, aborts, disconnects ---------------------------------------
+
+Deno.test("makeFastCGIServer() streams with backpressure: a host that stops reading stops the app", async () => {
+  await withGateway(async (gateway) => {
+    const client = await gateway.connect();
+    try {
+      await client.send(requestRecords(getParams("/forever")));
+      // Read a little, then nothing.
+      let received = 0;
+      while (received < MIB) {
+        received += (await client.nextView())!.content.length;
+      }
+      // Once the socket buffers are full, the app is not asked for more.
+      let last = -1;
+      await waitFor(
+        () => {
+          const now = gateway.stats.produced;
+          const stable = now === last;
+          last = now;
+          return stable;
+        },
+        "the app to stop producing",
+        10_000,
+        100,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(gateway.stats.produced, last, "the app went on producing");
+      // Kernel socket buffers and the gateway's queue, no more.
+      assert.ok(last < 32 * MIB, `produced ${last} bytes`);
+    } finally {
+      client.close();
+    }
+    await waitFor(() => gateway.stats.closes["/forever"] === 1, "close()");
+  }, { quiet: true });
+});
+
+Deno.test("makeFastCGIServer() ends a response when the host drops the connection", async (t) => {
+  await withGateway(async (gateway) => {
+    for (
+      const [path, route] of [["/forever", "/forever"], ["/hang", "/hang"], [
+        "/async?n=1000",
+        "/async",
+      ]]
+    ) {
+      await t.step(path, async () => {
+        const client = await gateway.connect();
+        await client.send(requestRecords(getParams(path), { keepConn: true }));
+        assert.equal((await client.nextView())!.type, FCGI.STDOUT);
+        client.close();
+        await waitFor(
+          () => gateway.stats.closes[route] === 1,
+          `close() of ${route}`,
+        );
+        await waitFor(
+          () => gateway.server.openConnections === 0,
+          "the connection closed",
+        );
+        // Not twice, even later.
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        assert.equal(gateway.stats.closes[route], 1);
+      });
+    }
+    await t.step("and the gateway goes on serving", async () => {
+      const response = await get(gateway, "/after");
+      assert.equal(decoder.decode(response.cgi.body), "Hello /after\n");
+    });
+  }, { quiet: true });
+});
+
+Deno.test("makeFastCGIServer() honours ABORT_REQUEST", async (t) => {
+  await withGateway(async (gateway) => {
+    const client = await gateway.connect();
+    try {
+      for (
+        const [path, route] of [["/forever", "/forever"], ["/hang", "/hang"]]
+      ) {
+        await t.step(`during ${path}: END_REQUEST, close() once`, async () => {
+          await client.send(
+            requestRecords(getParams(path), { id: 7, keepConn: true }),
+          );
+          assert.equal((await client.nextView())!.type, FCGI.STDOUT);
+          await client.send(record(FCGI.ABORT_REQUEST, 7));
+          const rest = await client.response(7);
+          assert.equal(rest.records.at(-1)!.type, FCGI.END_REQUEST);
+          assert.equal(rest.appStatus, 1);
+          assert.equal(gateway.stats.closes[route], 1);
+        });
+      }
+      await t.step(
+        "before the body is complete: END_REQUEST, no app",
+        async () => {
+          const started = { ...gateway.stats.started };
+          await client.send(join(
+            beginRequest(8, { keepConn: true }),
+            stream(FCGI.PARAMS, 8, encodePairs(post("/echo", "100"))),
+            record(FCGI.STDIN, 8, new Uint8Array(50)),
+            record(FCGI.ABORT_REQUEST, 8),
+          ));
+          const answer = await client.response(8);
+          assert.deepEqual(answer.records.map((r) => r.type), [
+            FCGI.END_REQUEST,
+          ]);
+          assert.deepEqual(gateway.stats.started, started);
+        },
+      );
+      await t.step("for a request it does not know: ignored", async () => {
+        await client.send(record(FCGI.ABORT_REQUEST, 99));
+        const response = await client.request(getParams("/next"), {
+          id: 9,
+          keepConn: true,
+        });
+        assert.equal(
+          decoder.decode(parseCgi(response.stdout).body),
+          "Hello /next\n",
+        );
+      });
+    } finally {
+      client.close();
+    }
+  }, { quiet: true });
+});
+
+Deno.test("makeFastCGIServer() answers requests interleaved on one connection", async () => {
+  await withGateway(async (gateway) => {
+    const client = await gateway.connect();
+    try {
+      const p1 = encodePairs(getParams("/stream?bytes=300000&chunk=10000"));
+      const p2 = encodePairs(post("/echo", "7"));
+      const p3 = encodePairs(getParams("/async?n=5"));
+      // Every record of the three requests, interleaved.
+      await client.send(join(
+        beginRequest(1, { keepConn: true }),
+        beginRequest(2, { keepConn: true }),
+        record(FCGI.PARAMS, 2, p2.subarray(0, 10)),
+        record(FCGI.PARAMS, 1, p1.subarray(0, 5)),
+        beginRequest(3, { keepConn: true }),
+        record(FCGI.PARAMS, 3, p3),
+        record(FCGI.PARAMS, 2, p2.subarray(10)),
+        record(FCGI.PARAMS, 1, p1.subarray(5)),
+        record(FCGI.PARAMS, 3),
+        record(FCGI.PARAMS, 1),
+        record(FCGI.STDIN, 3),
+        record(FCGI.PARAMS, 2),
+        record(FCGI.STDIN, 2, encoder.encode("abc")),
+        record(FCGI.STDIN, 1),
+        record(FCGI.STDIN, 2, encoder.encode("defg")),
+        record(FCGI.STDIN, 2),
+      ));
+      // Collect every record until all three have ended.
+      const records: FcgiRecord[] = [];
+      for (let ended = 0; ended < 3;) {
+        const next = (await client.next())!;
+        records.push(next);
+        if (next.type === FCGI.END_REQUEST) ended++;
+      }
+      const ids = records.map((r) => r.id);
+      // The responses really were interleaved.
+      const firstEnd = records.findIndex((r) => r.type === FCGI.END_REQUEST);
+      assert.ok(new Set(ids.slice(0, firstEnd + 1)).size > 1);
+      const byId = (id: number) => assemble(records.filter((r) => r.id === id));
+      const one = parseCgi(byId(1).stdout);
+      assert.equal(one.body.length, 300000);
+      assert.deepEqual(one.body.subarray(0, 502), PATTERN.subarray(0, 502));
+      assert.deepEqual(
+        JSON.parse(decoder.decode(parseCgi(byId(2).stdout).body)),
+        {
+          length: 7,
+          adler32: adler32(encoder.encode("abcdefg")),
+        },
+      );
+      assert.equal(
+        decoder.decode(parseCgi(byId(3).stdout).body),
+        "line 1\nline 2\nline 3\nline 4\nline 5\n",
+      );
+    } finally {
+      client.close();
+    }
+  }, { quiet: true });
+});
+
+// --- Errors ---------------------------------------------------------------
+
+Deno.test("makeFastCGIServer() sends the 500 page and the stack on STDERR when the app throws", async () => {
+  await withGateway(async (gateway) => {
+    const response = await get(gateway, "/error");
+    assert.equal(
+      decodeLatin1(response.stdout),
+      `Status: 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: ${ERROR_BODY.length}\r\n\r\n${ERROR_BODY}`,
+    );
+    assert.match(
+      response.stderr,
+      /^Error: The \/error route always fails\n {4}at app \(file:\/\/\/.*fastcgi_app\.ts:\d+:\d+\)\n/,
+    );
+    assert.equal(response.appStatus, 0);
+    // The gateway's own log has the request, not the stack.
+    assert.equal(gateway.log.length, 1);
+    assert.match(
+      gateway.log[0],
+      /^127\.0\.0\.1 "GET \/error HTTP\/1\.1" 500 59$/,
+    );
+  });
+});
+
+Deno.test("makeFastCGIServer() cuts a response short when the app throws after sending", async (t) => {
+  await withGateway(async (gateway) => {
+    await t.step(
+      "alone on its connection: closed without END_REQUEST",
+      async () => {
+        const client = await gateway.connect();
+        try {
+          await client.send(
+            requestRecords(getParams("/error-late"), { keepConn: true }),
+          );
+          const records = await client.untilClosed();
+          const response = assemble(records);
+          assert.equal(response.protocolStatus, -1, "no END_REQUEST");
+          assert.equal(
+            decoder.decode(parseCgi(response.stdout).body),
+            "partial ",
+          );
+          assert.match(
+            response.stderr,
+            /Error: The \/error-late route fails after a chunk/,
+          );
+        } finally {
+          client.close();
+        }
+      },
+    );
+    await t.step(
+      "sharing its connection: END_REQUEST with status 1",
+      async () => {
+        const client = await gateway.connect();
+        try {
+          await client.send(
+            requestRecords(getParams("/async?n=20"), { id: 1, keepConn: true }),
+          );
+          await client.send(
+            requestRecords(getParams("/error-late"), { id: 2, keepConn: true }),
+          );
+          const failed = await client.response(2);
+          assert.equal(failed.appStatus, 1);
+          const other = await client.response(1);
+          assert.equal(other.appStatus, 0);
+          assert.equal(
+            decoder.decode(parseCgi(other.stdout).body).split("\n").length,
+            21,
+          );
+        } finally {
+          client.close();
+        }
+      },
+    );
+    assert.equal(gateway.stats.closes["/error-late"], 2);
+  }, { quiet: true });
+});
+
+Deno.test("makeFastCGIServer() refuses bad input and goes on serving", async (t) => {
+  const begin = beginRequest(1, { keepConn: true });
+  const params = stream(FCGI.PARAMS, 1, encodePairs(getParams("/")));
+  const hangParams = stream(FCGI.PARAMS, 1, encodePairs(getParams("/hang")));
+  /** name, bytes, the end of the line logged. */
+  const cases: [string, Uint8Array, string][] = [
+    [
+      "a wrong version",
+      record(FCGI.BEGIN_REQUEST, 1, new Uint8Array(8), { version: 2 }),
+      "version 2 is not 1",
+    ],
+    [
+      "garbage: an HTTP request",
+      encodeLatin1("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+      "version 71 is not 1",
+    ],
+    [
+      "BEGIN_REQUEST of 5 bytes",
+      record(FCGI.BEGIN_REQUEST, 1, new Uint8Array(5)),
+      "BEGIN_REQUEST carries 5 bytes, not 8 (request 1)",
+    ],
+    ["a request begun twice", join(begin, begin), "request 1 began twice"],
+    [
+      "STDIN before the end of the params",
+      join(begin, record(FCGI.STDIN, 1, encoder.encode("x"))),
+      "STDIN before the end of the parameters (request 1)",
+    ],
+    [
+      "PARAMS after their end",
+      join(begin, params, record(FCGI.PARAMS, 1, encoder.encode("x"))),
+      "PARAMS after the end of the parameters (request 1)",
+    ],
+    [
+      "STDIN after its end",
+      join(
+        begin,
+        hangParams,
+        record(FCGI.STDIN, 1),
+        record(FCGI.STDIN, 1, encoder.encode("late")),
+      ),
+      "STDIN after the end of the body (request 1)",
+    ],
+    [
+      "a DATA record",
+      join(begin, params, record(FCGI.DATA, 1, encoder.encode("x"))),
+      "type 8 is not one a host sends for a request (request 1)",
+    ],
+    [
+      "a record of an unknown type",
+      join(begin, record(200, 1)),
+      "type 200 is not one a host sends for a request (request 1)",
+    ],
+    [
+      "malformed GET_VALUES",
+      record(FCGI.GET_VALUES, 0, Uint8Array.of(5, 1, 65)),
+      "the GET_VALUES names are malformed",
+    ],
+  ];
+  await withGateway(async (gateway) => {
+    for (const [name, bytes, message] of cases) {
+      await t.step(`${name}: connection closed, logged`, async () => {
+        const client = await gateway.connect();
+        try {
+          await client.send(bytes);
+          await client.untilClosed();
+        } finally {
+          client.close();
+        }
+        await waitFor(() => gateway.server.openConnections === 0, "the close");
+        const lines = gateway.log.filter((line) => line.includes("Cannot"));
+        assert.equal(lines.length, 1, lines.join("\n"));
+        assert.match(
+          lines[0],
+          /^127\.0\.0\.1:\d+ Cannot read a FastCGI record: /,
+        );
+        assert.ok(lines[0].includes(message), lines[0]);
+        gateway.log.length = 0;
+        const response = await get(gateway, "/ok");
+        assert.equal(decoder.decode(response.cgi.body), "Hello /ok\n");
+      });
+    }
+    for (
+      const [name, bytes, logged] of [
+        [
+          "the stream ends inside a header",
+          join(begin, params).subarray(0, 20),
+          "after 4 bytes",
+        ],
+        [
+          "the stream ends inside a record",
+          join(begin, params).subarray(0, params.length),
+          "after ",
+        ],
+        [
+          "the stream ends inside the body",
+          join(begin, params, record(FCGI.STDIN, 1, new Uint8Array(10))),
+          null,
+        ],
+      ] as const
+    ) {
+      await t.step(`${name}: nothing answered, request dropped`, async () => {
+        const started = gateway.stats.started["/"] ?? 0;
+        const client = await gateway.connect();
+        await client.send(bytes);
+        await (client.conn as Deno.TcpConn).closeWrite();
+        assert.deepEqual(await client.untilClosed(), []);
+        client.close();
+        await waitFor(() => gateway.server.openConnections === 0, "the close");
+        assert.equal(gateway.stats.started["/"] ?? 0, started);
+        const lines = gateway.log.filter((line) => line.includes("Cannot"));
+        if (logged === null) assert.deepEqual(lines, []);
+        else {
+          assert.equal(lines.length, 1);
+          assert.match(
+            lines[0],
+            /Cannot read a FastCGI record: the connection ended inside one/,
+          );
+          assert.ok(lines[0].includes(logged));
+        }
+        gateway.log.length = 0;
+      });
+    }
+    await t.step(
+      "params over maxParamsSize: 431, connection kept",
+      async () => {
+        const client = await gateway.connect();
+        try {
+          const response = await client.request(
+            { ...getParams("/"), HTTP_COOKIE: "c".repeat(5000) },
+            { keepConn: true, paramsChunk: 1000 },
+          );
+          assert.equal(
+            parseCgi(response.stdout).status,
+            "431 Request Header Fields Too Large",
+          );
+          assert.ok(
+            gateway.log.some((line) =>
+              line.endsWith("its parameters are over 4096 bytes")
+            ),
+          );
+          const next = await client.request(getParams("/next"), {
+            id: 2,
+            keepConn: true,
+          });
+          assert.equal(
+            decoder.decode(parseCgi(next.stdout).body),
+            "Hello /next\n",
+          );
+        } finally {
+          client.close();
+        }
+        gateway.log.length = 0;
+      },
+    );
+    await t.step("malformed name-value pairs: 400", async () => {
+      const client = await gateway.connect();
+      try {
+        // A name of 10 bytes that has only 3.
+        await client.send(
+          join(
+            begin,
+            record(FCGI.PARAMS, 1, Uint8Array.of(10, 0, 65, 66, 67)),
+            record(FCGI.PARAMS, 1),
+            record(FCGI.STDIN, 1),
+          ),
+        );
+        const response = await client.response(1);
+        assert.equal(parseCgi(response.stdout).status, "400 Bad Request");
+        assert.ok(
+          gateway.log.some((line) =>
+            line.endsWith("its name-value pairs are malformed")
+          ),
+        );
+      } finally {
+        client.close();
+      }
+      gateway.log.length = 0;
+    });
+    await t.step("records of requests never begun: ignored", async () => {
+      const client = await gateway.connect();
+      try {
+        await client.send(join(
+          record(FCGI.PARAMS, 4, encoder.encode("junk")),
+          record(FCGI.STDIN, 4, encoder.encode("junk")),
+        ));
+        const response = await client.request(getParams("/fine"));
+        assert.equal(
+          decoder.decode(parseCgi(response.stdout).body),
+          "Hello /fine\n",
+        );
+      } finally {
+        client.close();
+      }
+    });
+  }, { maxParamsSize: 4096 });
+});
+
+// --- Shutdown, logging, arguments -----------------------------------------
+
+Deno.test("FastCGIServer.shutdown() lets requests in progress finish", async () => {
+  await withGateway(async (gateway) => {
+    const busy = await gateway.connect();
+    const idle = await gateway.connect();
+    try {
+      await idle.request(getParams("/idle"), { keepConn: true });
+      await busy.send(requestRecords(getParams("/async?n=30")));
+      assert.equal((await busy.nextView())!.type, FCGI.STDOUT);
+      const stopping = gateway.server.shutdown();
+      // The idle connection is closed at once; the busy one finishes.
+      assert.deepEqual(await idle.untilClosed(), []);
+      const response = await busy.response();
+      assert.equal(response.protocolStatus, REQUEST_COMPLETE);
+      assert.deepEqual(await busy.untilClosed(), []);
+      busy.close();
+      idle.close();
+      await stopping;
+      await assert.rejects(gateway.connect(), Deno.errors.ConnectionRefused);
+    } finally {
+      busy.close();
+      idle.close();
+    }
+  }, { quiet: true });
+});
+
+Deno.test("FastCGIServer.logRequest() logs each request in Common Log Format, unless quiet", async () => {
+  const lines: [string, string][] = [];
+  class Recording extends FastCGIServer {
+    override logMessage(message: string, address?: string): void {
+      lines.push([address ?? "", message]);
+    }
+  }
+  for (const quiet of [false, true]) {
+    await using server = new Recording(
+      { hostname: "127.0.0.1", port: 0 },
+      makeTestApp().app,
+      { quiet },
+    );
+    const serving = server.serveForever();
+    const client = await FcgiClient.connect(server.serverAddress);
+    await client.request(getParams("/a b?q=\x01", { REMOTE_ADDR: "10.0.0.5" }));
+    client.close();
+    await server.shutdown();
+    await serving;
+  }
+  assert.deepEqual(lines, [["10.0.0.5", '"GET /a b?q=\x01 HTTP/1.1" 200 11']]);
+  // logMessage escapes control characters, as http.server does.
+  const written: string[] = [];
+  const server = new FastCGIServer(
+    { hostname: "127.0.0.1", port: 0 },
+    makeTestApp().app,
+  );
+  const original = console.error;
+  try {
+    const stderrWrite = Deno.stderr.writeSync;
+    Deno.stderr.writeSync = (p: Uint8Array) => {
+      written.push(decoder.decode(p));
+      return p.length;
+    };
+    try {
+      server.logMessage("a\x01b\nc", "host");
+    } finally {
+      Deno.stderr.writeSync = stderrWrite;
+    }
+  } finally {
+    console.error = original;
+    await server.serverClose();
+  }
+  assert.match(
+    written.join(""),
+    /^host - - \[\d\d\/\w{3}\/\d{4} \d\d:\d\d:\d\d\] a\\x01b\n {2}c\n$/,
+  );
+});
+
+Deno.test("makeFastCGIServer() refuses bad arguments", () => {
+  const app = makeTestApp().app;
+  const cases: [
+    unknown[],
+    ErrorConstructor | RangeErrorConstructor | TypeErrorConstructor,
+    string,
+  ][] = [
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, "app"],
+      TypeError,
+      'Cannot create the server: the application must be a function, not string "app"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 70000 }, app],
+      RangeError,
+      "Cannot create the server: the port must be from 0 to 65535, not 70000",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: "80" }, app],
+      TypeError,
+      'Cannot create the server: the port must be an integer, not string "80"',
+    ],
+    [
+      [{ hostname: 1, port: 0 }, app],
+      TypeError,
+      "Cannot create the server: the hostname must be a string, not number 1",
+    ],
+    [
+      [{ path: "" }, app],
+      TypeError,
+      'Cannot create the server: the socket path must be a non-empty string, not string ""',
+    ],
+    [
+      [null, app],
+      TypeError,
+      "Cannot create the server: the address must be { hostname, port } or { path }, not None",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { maxRequests: 0 }],
+      RangeError,
+      "Cannot create the server: maxRequests must be a positive integer, not 0",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { maxConnections: "many" }],
+      TypeError,
+      'Cannot create the server: maxConnections must be a number, not string "many"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { maxBodySize: -1 }],
+      RangeError,
+      "Cannot create the server: maxBodySize must be a non-negative integer or Infinity, not -1",
+    ],
+  ];
+  for (const [args, type, message] of cases) {
+    assert.throws(
+      () => (makeFastCGIServer as (...a: unknown[]) => unknown)(...args),
+      (error) => error instanceof type && (error as Error).message === message,
+      message,
+    );
+  }
+});
+
+Deno.test("FastCGIHandler.run() writes BaseCGIHandler's bytes to any FastCGIOutput, waiting on drain()", async () => {
+  const sent: string[] = [];
+  let ready = false;
+  let drains = 0;
+  const output: FastCGIOutput = {
+    write: (data) => void sent.push(decoder.decode(data)),
+    get ready() {
+      return ready;
+    },
+    drain: () => {
+      drains++;
+      ready = true;
+      return Promise.resolve();
+    },
+  };
+  const errors = new StringErrorStream();
+  const handler = new FastCGIHandler({ readSync: () => null }, output, errors, {
+    REQUEST_METHOD: "GET",
+  });
+  let closed = 0;
+  await handler.run((_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return {
+      *[Symbol.iterator]() {
+        yield encoder.encode("a");
+        yield encoder.encode("b");
+      },
+      close: () => void closed++,
+    };
+  });
+  assert.deepEqual(sent, [
+    "Status: 200 OK\r\nContent-Type: text/plain\r\n\r\na",
+    "b",
+  ]);
+  assert.equal(drains, 1);
+  assert.equal(closed, 1);
+  assert.equal(errors.value, "");
+});
+
+Deno.test("FastCGIHandler.abort() stops the iteration and closes the result once", async () => {
+  let closed = 0;
+  let returned = 0;
+  let release!: () => void;
+  const output: FastCGIOutput = {
+    write: () => {},
+    ready: true,
+    drain: () => Promise.resolve(),
+  };
+  const handler = new FastCGIHandler(
+    { readSync: () => null },
+    output,
+    new StringErrorStream(),
+    {},
+  );
+  const running = handler.run((_environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    let step = 0;
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () =>
+          step++ === 0
+            ? Promise.resolve({ done: false, value: encoder.encode("x") })
+            : new Promise<IteratorResult<Uint8Array>>((resolve) => {
+              release = () =>
+                resolve({ done: false, value: encoder.encode("y") });
+            }),
+        return: () => {
+          returned++;
+          return Promise.resolve({ done: true, value: undefined });
+        },
+      }),
+      close: () => void closed++,
+    };
+  });
+  await waitFor(() => release !== undefined, "the second next()");
+  handler.abort();
+  handler.abort();
+  assert.equal(closed, 1);
+  assert.equal(returned, 1);
+  release();
+  await running;
+  assert.equal(closed, 1);
+});
