@@ -6,9 +6,15 @@
  * ```
  *
  * `<server>` is one of `SERVERS`' keys: a raw `Deno.serve` baseline
- * (`raw-*`) or the same work as a gateway-interface application served by
- * `makeServer` (`wsgi-*`). Once listening, the process prints
- * `listening <port>` on stdout; it stops on SIGTERM or SIGINT.
+ * (`raw-*`), Hono 4 on `Deno.serve` (`hono-hello`), or the same work as a
+ * gateway-interface application served by `makeServer` (`wsgi-*`). Once
+ * listening, the process prints `listening <port>` on stdout; it stops on
+ * SIGTERM or SIGINT. All listen on 127.0.0.1; port 0 picks a free one.
+ *
+ * Hono is imported (`npm:hono@4`, dynamically, so that only the
+ * `hono-hello` process loads it) from here alone: it is a benchmark
+ * baseline, not a dependency of the package, whose published files never
+ * import `bench/`.
  *
  * @module
  */
@@ -76,7 +82,13 @@ export const uploadApp: Application = (environ, startResponse) => {
   return [ENCODER.encode(String(total))];
 };
 
-type Start = (port: number) => { port: number; stop(): Promise<void> };
+/** A started server: its port, and how to stop it. */
+interface Running {
+  port: number;
+  stop(): Promise<void>;
+}
+
+type Start = (port: number) => Running | Promise<Running>;
 
 function raw(handler: Deno.ServeHandler): Start {
   return (port) => {
@@ -119,6 +131,8 @@ export const SERVERS: Record<string, Start> = {
   // Deno's hello world takes the request, as any real handler does (with no
   // parameter at all, Deno.serve skips building the Request).
   "raw-hello": raw((_request) => new Response("Hello world!")),
+  // The same with a bytes body (one Uint8Array, shared, as helloApp's).
+  "raw-hello-bytes": raw((_request) => new Response(HELLO)),
   // The same work as wsgi-hello minus the adapter: read what an environ
   // needs, send the same headers.
   "raw-hello-same-work": raw((request, info) => {
@@ -130,6 +144,21 @@ export const SERVERS: Record<string, Start> = {
       headers: [["Server", SOFTWARE], ["Content-Type", "text/plain"]],
     });
   }),
+  // Hono's hello world: `c.text` sends `Content-Type: text/plain;
+  // charset=UTF-8`.
+  "hono-hello": async (port) => {
+    // Inline on purpose: a baseline for bench/ only, not a dependency of
+    // the package, so not in deno.json's imports.
+    // deno-lint-ignore no-import-prefix
+    const { Hono } = await import("npm:hono@4");
+    const app = new Hono();
+    app.get("/", (c) => c.text("Hello world!"));
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port, onListen() {} },
+      app.fetch,
+    );
+    return { port: server.addr.port, stop: () => server.shutdown() };
+  },
   "wsgi-hello": wsgi(helloApp),
   "wsgi-hello-bare": wsgi(helloApp, undefined, BareRequestHandler),
   "raw-post": raw(async (request) => {
@@ -156,7 +185,7 @@ if (import.meta.main) {
     );
     Deno.exit(2);
   }
-  const server = start(Number(port));
+  const server = await start(Number(port));
   const stop = () => {
     server.stop().then(() => Deno.exit(0));
   };
