@@ -238,6 +238,8 @@ const VALUE_DISALLOWED = /[\x00-\x08\x0a-\x1f\x7f]/;
  * first character above `\xFF`; `null` when nothing is.
  */
 function charProblem(s: string, allowTab: boolean): string | null {
+  // Applications send the same few names and values with every response.
+  if (CLEAN.has(s)) return null;
   let control = -1;
   let wide = -1;
   if (s.length > SCAN_LIMIT) {
@@ -253,12 +255,21 @@ function charProblem(s: string, allowTab: boolean): string | null {
       if (code > 0xff && wide < 0) wide = i;
     }
   }
-  return control >= 0
-    ? describeChar(s, control, "control character", "")
-    : wide >= 0
-    ? describeChar(s, wide, "character", ", which is not latin-1")
-    : null;
+  if (control >= 0) return describeChar(s, control, "control character", "");
+  if (wide >= 0) {
+    return describeChar(s, wide, "character", ", which is not latin-1");
+  }
+  // Clean as a value is not clean as a name (a tab): remember names only.
+  if (!s.includes("\t")) {
+    if (CLEAN.size >= CLEAN_LIMIT) CLEAN.clear();
+    CLEAN.add(s);
+  }
+  return null;
 }
+
+/** Strings that passed `charProblem` (with no tab: clean either way). */
+const CLEAN = new Set<string>();
+const CLEAN_LIMIT = 1024;
 
 function describeChar(s: string, i: number, kind: string, why: string): string {
   return `contains ${kind} ${quote(s[i])} at index ${i}${why}`;

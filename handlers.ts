@@ -586,8 +586,10 @@ export class BaseHandler {
   /** Build `this.environ` for one request: `osEnviron`, the CGI variables
    * (`addCgiVars`) and the `wsgi.*` keys. */
   setupEnviron(): void {
-    const environ: Environ = this.environ = { ...this.osEnviron };
+    this.environ = { ...this.osEnviron };
     this.addCgiVars();
+    // addCgiVars() may replace the object (a server's own fresh environ).
+    const environ = this.environ;
     environ["wsgi.input"] = this.getStdin();
     environ["wsgi.errors"] = this.getStderr();
     environ["wsgi.version"] = this.wsgiVersion;

@@ -73,7 +73,6 @@ import {
 } from "./_body.ts";
 import {
   closeResult,
-  decodeLatin1,
   isAscii,
   logLine,
   NO_OS_ENVIRON,
@@ -167,8 +166,11 @@ function asciiText(body: Uint8Array): string | null {
   for (let i = 0; i < length; i++) {
     if (body[i] > 0x7f) return null;
   }
-  // Both read ASCII the same; the decoder's call costs more up to ~64 bytes.
-  return length <= 64 ? decodeLatin1(body) : UTF8.decode(body);
+  // Both read ASCII the same; the decoder's call costs more up to ~24
+  // bytes (measured with Deno.bench).
+  return length <= 24
+    ? String.fromCharCode.apply(null, body as unknown as number[])
+    : UTF8.decode(body);
 }
 
 /** Split `host[:port]` (`[v6]:port` too); no port gives `fallbackPort`. */
@@ -428,10 +430,23 @@ export class ServerHandler extends SimpleHandler {
   }
 
   /**
-   * Nothing to do: `Deno.serve` sets the `Content-Length` of every fixed
+   * Nothing to add: `Deno.serve` sets the `Content-Length` of every fixed
    * body from the body itself, and a streamed body has none.
    */
-  override setContentLength(): void {}
+  override cleanupHeaders(): void {}
+
+  /**
+   * Use the environ the request handler made for this request alone as it
+   * is, rather than copy it (`osEnviron` is empty); otherwise, as
+   * `SimpleHandler` does, copy the constructor's `environ`.
+   */
+  override addCgiVars(): void {
+    if (this.requestHandler !== null && this.osEnviron === NO_OS_ENVIRON) {
+      this.environ = this.baseEnv;
+    } else {
+      super.addCgiVars();
+    }
+  }
 
   /**
    * Mark the headers as sent after `cleanupHeaders()`; no bytes are
@@ -443,7 +458,9 @@ export class ServerHandler extends SimpleHandler {
   override sendHeaders(): void {
     this.cleanupHeaders();
     const status = this.status!;
-    const code = Number(status.slice(0, 3));
+    // startResponse() checked the three digits.
+    const code = status.charCodeAt(0) * 100 + status.charCodeAt(1) * 10 +
+      status.charCodeAt(2) - 0x30 * 111;
     if (!(code >= 200 && code <= 599)) {
       throw new RangeError(
         `Cannot send status ${
@@ -598,9 +615,11 @@ export class ServerHandler extends SimpleHandler {
       }
     }
     const code = this.#code;
-    // Deno.serve's fastest response: status 200, a lone Content-Type and a
-    // string body (a string without a Content-Type would get Deno's own).
-    const text = code === 200 && typed && sent.length === 1 && fixedLength > 0
+    // Deno.serve sends a small ASCII body for less as a string than as
+    // bytes (it copies bytes first), and fastest of all with status 200 and
+    // a lone Content-Type. Only with the application's Content-Type: a
+    // string body would otherwise get Deno's text/plain one.
+    const text = typed && fixedLength > 0
       ? asciiText(body as Uint8Array)
       : null;
     const headers = record ?? sent;

@@ -144,6 +144,23 @@ export const SERVERS: Record<string, Start> = {
       headers: [["Server", SOFTWARE], ["Content-Type", "text/plain"]],
     });
   }),
+  // The two halves of that work, apart (the "costs" scenario): reading
+  // what an environ needs, with a response Deno.serve sends on its fast
+  // path (a lone Content-Type); and the two headers without the reading.
+  "raw-hello-reads": raw((request, info) => {
+    void request.url;
+    void request.method;
+    request.headers.forEach(() => {});
+    void info.remoteAddr;
+    return new Response("Hello world!", {
+      headers: { "Content-Type": "text/plain" },
+    });
+  }),
+  "raw-hello-server-header": raw((_request) =>
+    new Response("Hello world!", {
+      headers: { "Server": SOFTWARE, "Content-Type": "text/plain" },
+    })
+  ),
   // Hono's hello world: `c.text` sends `Content-Type: text/plain;
   // charset=UTF-8`.
   "hono-hello": async (port) => {

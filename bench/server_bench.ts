@@ -4,7 +4,7 @@
  *
  * ```sh
  * deno task bench     # = deno run -A bench/server_bench.ts, ~3.5 min
- * deno run -A bench/server_bench.ts [--scenario get,post,bare]
+ * deno run -A bench/server_bench.ts [--scenario get,post,costs,bare]
  *   [--rounds 5] [--duration 5] [--warmup 2] [--connections 50]
  *   [--mode pinned|shared] [--threads N] [--server-cpu 0] [--wrk-cpu 1]
  * ```
@@ -41,6 +41,10 @@
  * - `post`: `POST /` with a 65,536-byte body (a wrk Lua script in a temp
  *   file), read whole by the application; raw `Deno.serve` reads it with
  *   `await request.bytes()`. Target: makeServer/raw req/s ≥ 0.90.
+ * - `costs` (not by default): where the microseconds of `get` go. Raw
+ *   hello; raw that reads what an environ needs but answers on Deno's fast
+ *   path (a lone `Content-Type`); raw that reads nothing but sends the two
+ *   headers; raw same work; makeServer. No targets.
  * - `bare` (not by default): makeServer with a handler that sends no
  *   `Server` header, against raw hello and the default makeServer.
  *
@@ -115,6 +119,25 @@ const SCENARIOS: Scenario[] = [
     byDefault: true,
   },
   {
+    name: "costs",
+    title: "GET / hello, where the microseconds go",
+    sides: [
+      "raw-hello",
+      "raw-hello-reads",
+      "raw-hello-server-header",
+      "raw-hello-same-work",
+      "wsgi-hello",
+    ],
+    comparisons: [
+      { of: "raw-hello-reads", to: "raw-hello", target: null },
+      { of: "raw-hello-server-header", to: "raw-hello", target: null },
+      { of: "raw-hello-same-work", to: "raw-hello", target: null },
+      { of: "wsgi-hello", to: "raw-hello-same-work", target: null },
+    ],
+    expect: "Hello world!",
+    byDefault: false,
+  },
+  {
     name: "bare",
     title: "GET / hello, makeServer without a Server header",
     sides: ["raw-hello", "wsgi-hello-bare", "wsgi-hello"],
@@ -131,6 +154,8 @@ const LABELS: Record<string, string> = {
   "raw-hello": "raw Deno.serve, string body",
   "raw-hello-bytes": "raw Deno.serve, bytes body",
   "raw-hello-same-work": "raw Deno.serve, same work",
+  "raw-hello-reads": "raw, reads request, lone Content-Type",
+  "raw-hello-server-header": "raw, Server + Content-Type",
   "hono-hello": "Hono 4 on Deno.serve",
   "wsgi-hello": "makeServer",
   "wsgi-hello-bare": "makeServer, no Server header",
