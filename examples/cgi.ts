@@ -13,6 +13,7 @@
  *
  * Routes, below wherever the server mounts it (`SCRIPT_NAME`):
  *
+ * - `/hello`: `Hello world!`, as plain text.
  * - `/echo` (POST): reads the body through `wsgi.input` in 64 KiB pieces
  *   and answers its length and Adler-32 checksum, as JSON.
  * - `/download?bytes=N`: streams N bytes (at most 100 MiB) of the pattern
@@ -40,9 +41,12 @@ const JSON_HEADERS: [string, string][] = [
   ["Content-Type", "application/json; charset=utf-8"],
 ];
 const MAX_DOWNLOAD = 100 * 1024 * 1024;
-/** 256 rounds of the 251-byte pattern: every chunk of a download is the same. */
-const PATTERN = Uint8Array.from({ length: 251 * 256 }, (_, i) => i % 251);
 const encoder = new TextEncoder();
+const HELLO = encoder.encode("Hello world!\n");
+/** 256 rounds of the 251-byte pattern: every chunk of a download is the
+ * same. Made on first use: every CGI request starts a process, and most
+ * never download. */
+let pattern: Uint8Array | undefined;
 
 function json(value: unknown): Uint8Array[] {
   return [encoder.encode(JSON.stringify(value, null, 2) + "\n")];
@@ -68,17 +72,20 @@ function echo(environ: Environ): Uint8Array[] {
 }
 
 function* download(size: number): Generator<Uint8Array> {
-  for (let sent = 0; sent < size; sent += PATTERN.length) {
-    yield size - sent >= PATTERN.length
-      ? PATTERN
-      : PATTERN.subarray(0, size - sent);
+  pattern ??= Uint8Array.from({ length: 251 * 256 }, (_, i) => i % 251);
+  for (let sent = 0; sent < size; sent += pattern.length) {
+    yield size - sent >= pattern.length
+      ? pattern
+      : pattern.subarray(0, size - sent);
   }
 }
 
 /** The example application. */
 export const app: Application = (environ, startResponse) => {
-  const query = new URLSearchParams(environ.QUERY_STRING ?? "");
   switch (environ.PATH_INFO) {
+    case "/hello":
+      startResponse("200 OK", [["Content-Type", "text/plain"]]);
+      return [HELLO];
     case "/echo":
       if (environ.REQUEST_METHOD !== "POST") {
         startResponse("405 Method Not Allowed", [["Allow", "POST"]]);
@@ -87,6 +94,7 @@ export const app: Application = (environ, startResponse) => {
       startResponse("200 OK", JSON_HEADERS);
       return echo(environ);
     case "/download": {
+      const query = new URLSearchParams(environ.QUERY_STRING ?? "");
       const size = Number(query.get("bytes") ?? "0");
       if (!Number.isSafeInteger(size) || size < 0 || size > MAX_DOWNLOAD) {
         startResponse("400 Bad Request", [["Content-Type", "text/plain"]]);

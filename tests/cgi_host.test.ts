@@ -88,6 +88,13 @@ Deno.test({
       return { response, text: await response.text() };
     };
     try {
+      await t.step("GET /hello: the plain-text hello", async () => {
+        const { response, text } = await get("/cgi-bin/example/hello");
+        assert.equal(response.status, 200);
+        assert.equal(response.headers.get("content-type"), "text/plain");
+        assert.equal(response.headers.get("content-length"), "13");
+        assert.equal(text, "Hello world!\n");
+      });
       await t.step(
         "GET with a query string: SCRIPT_NAME and PATH_INFO as lighttpd sets them",
         async () => {
