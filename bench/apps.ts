@@ -186,6 +186,22 @@ export const SERVERS: Record<string, Start> = {
       return new Response(null, { status: 400 }); // wrk hung up mid-body
     }
   }),
+  // raw-post plus what the adapter must do: read what an environ needs,
+  // send the same two headers.
+  "raw-post-same-work": raw(async (request, info) => {
+    void request.url;
+    void request.method;
+    request.headers.forEach(() => {});
+    void info.remoteAddr;
+    try {
+      const body = await request.bytes();
+      return new Response(String(body.length), {
+        headers: { "Server": SOFTWARE, "Content-Type": "text/plain" },
+      });
+    } catch {
+      return new Response(null, { status: 400 });
+    }
+  }),
   "wsgi-post": wsgi(postApp),
   "wsgi-stream": wsgi(streamApp),
   "wsgi-upload": wsgi(uploadApp, Infinity),
