@@ -2,7 +2,7 @@
  * What `CGIHandler` adds to a CGI request: hello programs against a bare
  * `deno run` script that prints the same bytes, all run by the same
  * lighttpd (mod_cgi) in the same run, requests rotating between them:
- * `examples/cgi.ts` as shipped (modules, its `/hello` route), a minimal
+ * `examples/cgi.ts` as shipped (modules, its `/hi` route), a minimal
  * `CGIHandler` hello as modules, and the same as one file made by
  * `deno bundle --minify` (skipped if `deno bundle` cannot fetch esbuild from
  * npm). All live in the project (the generated ones in `.bench-tmp/`), so
@@ -84,8 +84,8 @@ const scripts: Record<string, string> = {
 };
 /** What each script is asked for: the example answers hello at /hello. */
 const PATHS: Record<string, string> = {
-  example: "/hello",
-  exampleNoLazy: "/hello",
+  example: "/hi",
+  exampleNoLazy: "/hi",
 };
 await Deno.writeTextFile(scripts.bare, BARE, { mode: 0o755 });
 await Deno.writeTextFile(scripts.library, LIBRARY, { mode: 0o755 });

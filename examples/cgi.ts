@@ -13,7 +13,7 @@
  *
  * Routes, below wherever the server mounts it (`SCRIPT_NAME`):
  *
- * - `/hello`: `Hello world!`, as plain text.
+ * - `/hi`: `Hello world!`, as plain text.
  * - `/echo` (POST): reads the body through `wsgi.input` in 64 KiB pieces
  *   and answers its length and Adler-32 checksum, as JSON.
  * - `/download?bytes=N`: streams N bytes (at most 100 MiB) of the pattern
@@ -83,7 +83,7 @@ function* download(size: number): Generator<Uint8Array> {
 /** The example application. */
 export const app: Application = (environ, startResponse) => {
   switch (environ.PATH_INFO) {
-    case "/hello":
+    case "/hi":
       startResponse("200 OK", [["Content-Type", "text/plain"]]);
       return [HELLO];
     case "/echo":

@@ -88,8 +88,8 @@ Deno.test({
       return { response, text: await response.text() };
     };
     try {
-      await t.step("GET /hello: the plain-text hello", async () => {
-        const { response, text } = await get("/cgi-bin/example/hello");
+      await t.step("GET /hi: the plain-text hello", async () => {
+        const { response, text } = await get("/cgi-bin/example/hi");
         assert.equal(response.status, 200);
         assert.equal(response.headers.get("content-type"), "text/plain");
         assert.equal(response.headers.get("content-length"), "13");
