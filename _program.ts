@@ -102,3 +102,30 @@ export function stopOnSignals(stop: () => unknown): () => void {
     for (const signal of signals) Deno.removeSignalListener(signal, onSignal);
   };
 }
+
+/** What `serveUntilStopped` runs: either server of this package. */
+export interface ProgramServer {
+  serveForever(): Promise<void>;
+  shutdown(): Promise<void>;
+  serverClose(): Promise<void>;
+}
+
+/**
+ * Serve until the first SIGINT or SIGTERM, which shuts the server down
+ * gracefully (`stopOnSignals`), then release it. `banner` is printed once
+ * the signals are listened for: a supervisor may stop the program as soon
+ * as it reads that line.
+ */
+export async function serveUntilStopped(
+  server: ProgramServer,
+  banner: string,
+): Promise<void> {
+  const removeListeners = stopOnSignals(() => server.shutdown());
+  console.log(banner);
+  try {
+    await server.serveForever();
+    await server.serverClose();
+  } finally {
+    removeListeners();
+  }
+}

@@ -78,7 +78,7 @@ import {
   DEFAULT_SPOOL_THRESHOLD,
   errorApp,
 } from "./_body.ts";
-import { loadApplication, parsePort, stopOnSignals } from "./_program.ts";
+import { loadApplication, parsePort, serveUntilStopped } from "./_program.ts";
 import {
   closeResult,
   decodeLatin1,
@@ -2169,16 +2169,7 @@ async function main(args: string[]): Promise<number> {
     : `${
       (server.serverAddress as { hostname: string }).hostname
     } port ${server.serverPort}`;
-  // Listen for signals before saying so: a supervisor may stop the
-  // program as soon as it reads the line.
-  const removeListeners = stopOnSignals(() => server.shutdown());
-  console.log(`Serving FastCGI on ${where} ...`);
-  try {
-    await server.serveForever();
-    await server.serverClose();
-  } finally {
-    removeListeners();
-  }
+  await serveUntilStopped(server, `Serving FastCGI on ${where} ...`);
   return 0;
 }
 

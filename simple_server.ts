@@ -62,7 +62,7 @@ import type {
 import { SimpleHandler } from "./handlers.ts";
 import { Headers } from "./headers.ts";
 import { BytesInput, concat, processStderr } from "./_io.ts";
-import { loadApplication, parsePort, stopOnSignals } from "./_program.ts";
+import { loadApplication, parsePort, serveUntilStopped } from "./_program.ts";
 import {
   bodyErrorApp,
   BodySpool,
@@ -1633,15 +1633,10 @@ async function main(args: string[]): Promise<number> {
   }
   const server = makeServer(host, port, app);
   const [address, bound] = server.serverAddress;
-  // Listen for signals first: a supervisor may stop us once we say we serve.
-  const removeListeners = stopOnSignals(() => server.shutdown());
-  console.log(`Serving HTTP on ${address} port ${bound} ...`);
-  try {
-    await server.serveForever();
-    await server.serverClose();
-  } finally {
-    removeListeners();
-  }
+  await serveUntilStopped(
+    server,
+    `Serving HTTP on ${address} port ${bound} ...`,
+  );
   return 0;
 }
 
