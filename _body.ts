@@ -52,6 +52,17 @@ export class BodyTooLarge extends Error {
   }
 }
 
+/** Refuse an option that is not a number. */
+function checkNumber(value: unknown, name: string): asserts value is number {
+  if (typeof value !== "number") {
+    throw new TypeError(
+      `Cannot create the server: ${name} must be a number, not ${
+        typeName(value)
+      } ${quote(value)}`,
+    );
+  }
+}
+
 /**
  * A size option: `undefined` gives `fallback`; otherwise a non-negative
  * integer or `Infinity`.
@@ -62,16 +73,27 @@ export function checkSize(
   fallback: number,
 ): number {
   if (value === undefined) return fallback;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `Cannot create the server: ${name} must be a number, not ${
-        typeName(value)
-      } ${quote(value)}`,
-    );
-  }
+  checkNumber(value, name);
   if (!(value >= 0) || (value !== Infinity && !Number.isSafeInteger(value))) {
     throw new RangeError(
       `Cannot create the server: ${name} must be a non-negative integer or Infinity, not ${value}`,
+    );
+  }
+  return value;
+}
+
+/** A count option (connections, requests): `undefined` gives `fallback`;
+ * otherwise a positive integer. */
+export function checkCount(
+  value: unknown,
+  name: string,
+  fallback: number,
+): number {
+  if (value === undefined) return fallback;
+  checkNumber(value, name);
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(
+      `Cannot create the server: ${name} must be a positive integer, not ${value}`,
     );
   }
   return value;

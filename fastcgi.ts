@@ -73,6 +73,7 @@ import {
   bodyErrorApp,
   BodySpool,
   BodyTooLarge,
+  checkCount,
   checkSize,
   DEFAULT_MAX_BODY_SIZE,
   DEFAULT_SPOOL_THRESHOLD,
@@ -1619,24 +1620,6 @@ export interface FastCGIServerOptions {
    * @default {FastCGIHandler}
    */
   handlerClass?: typeof FastCGIHandler;
-}
-
-/** A positive integer option: `undefined` gives `fallback`. */
-function checkCount(value: unknown, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== "number") {
-    throw new TypeError(
-      `Cannot create the server: ${name} must be a number, not ${
-        typeName(value)
-      } ${quote(value)}`,
-    );
-  }
-  if (!Number.isSafeInteger(value) || value < 1) {
-    throw new RangeError(
-      `Cannot create the server: ${name} must be a positive integer, not ${value}`,
-    );
-  }
-  return value;
 }
 
 /** Remove a Unix socket left by a process that is gone; refuse to remove
