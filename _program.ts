@@ -129,3 +129,22 @@ export async function serveUntilStopped(
     removeListeners();
   }
 }
+
+/**
+ * Run a program's `main` without a top-level `await`: an application
+ * module that imports the very runner loading it (`simple_server.ts`,
+ * `fastcgi.ts`) would otherwise wait on the runner's unfinished top-level
+ * await while the runner waits on its `import()`, and Deno ends both with
+ * "Top-level await promise never resolved".
+ */
+export function runProgram(main: (args: string[]) => Promise<number>): void {
+  main(Deno.args).then(
+    (code) => {
+      Deno.exitCode = code;
+    },
+    (error) => {
+      console.error(error);
+      Deno.exitCode = 1;
+    },
+  );
+}

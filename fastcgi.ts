@@ -79,7 +79,12 @@ import {
   DEFAULT_SPOOL_THRESHOLD,
   errorApp,
 } from "./_body.ts";
-import { loadApplication, parsePort, serveUntilStopped } from "./_program.ts";
+import {
+  loadApplication,
+  parsePort,
+  runProgram,
+  serveUntilStopped,
+} from "./_program.ts";
 import {
   closeResult,
   decodeLatin1,
@@ -2156,6 +2161,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  Deno.exitCode = await main(Deno.args);
-}
+if (import.meta.main) runProgram(main);

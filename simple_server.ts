@@ -62,7 +62,12 @@ import type {
 import { SimpleHandler } from "./handlers.ts";
 import { Headers } from "./headers.ts";
 import { BytesInput, concat, processStderr } from "./_io.ts";
-import { loadApplication, parsePort, serveUntilStopped } from "./_program.ts";
+import {
+  loadApplication,
+  parsePort,
+  runProgram,
+  serveUntilStopped,
+} from "./_program.ts";
 import {
   bodyErrorApp,
   BodySpool,
@@ -1640,6 +1645,4 @@ async function main(args: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.main) {
-  Deno.exitCode = await main(Deno.args);
-}
+if (import.meta.main) runProgram(main);

@@ -251,3 +251,38 @@ Deno.test("deno run -A fastcgi.ts refuses bad command lines", async (t) => {
     });
   }
 });
+
+Deno.test("deno run -A fastcgi.ts serves an application module that imports fastcgi.ts", async () => {
+  const fixture = new URL(
+    "./fixtures/fastcgi_imports_runner.ts",
+    import.meta.url,
+  ).pathname;
+  const program = start([fixture, "--host", "127.0.0.1", "--port", "0"]);
+  try {
+    const banner = await program.banner;
+    const match = /port (\d+) \.\.\.$/.exec(banner);
+    assert.ok(match, `banner: ${banner} ${program.stderr()}`);
+    const client = await FcgiClient.connect({
+      hostname: "127.0.0.1",
+      port: Number(match[1]),
+    });
+    try {
+      const response = await client.request(getParams("/"));
+      assert.equal(
+        decoder.decode(parseCgi(response.stdout).body),
+        "runner: function",
+      );
+    } finally {
+      client.close();
+    }
+    program.child.kill("SIGTERM");
+    assert.equal((await exited(program)).code, 0, program.stderr());
+  } finally {
+    try {
+      program.child.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+    await program.status;
+  }
+});

@@ -1564,6 +1564,29 @@ Deno.test("simple_server.ts as a program serves a module's application", async (
   }
 });
 
+Deno.test("simple_server.ts as a program serves every shipped example and an app that imports it", async (t) => {
+  const examples = new URL("../examples/", import.meta.url).pathname;
+  const rows: [string, RegExp][] = [
+    [`${examples}hello.ts`, /^Hello from \/$/m],
+    [`${examples}validated.ts`, /^Hello from \/$/m],
+    [`${examples}cgi.ts`, /"pathInfo": "\/"/],
+    [`${new URL(FIXTURES).pathname}imports_runner.ts`, /^runner: function$/],
+  ];
+  for (const [path, expected] of rows) {
+    await t.step(path.slice(path.lastIndexOf("/") + 1), async () => {
+      const result = await withProgram(
+        [SIMPLE_SERVER, path, "--port", "0", "--host", "127.0.0.1"],
+        async (url) => {
+          const response = await fetch(`${url}/`);
+          assert.equal(response.status, 200);
+          assert.match(await response.text(), expected);
+        },
+      );
+      assert.equal(result.code, 0, result.stderr);
+    });
+  }
+});
+
 Deno.test("simple_server.ts as a program refuses a bad module or option", async (t) => {
   const fixtures = new URL(FIXTURES).pathname;
   const rows: [string[], number, RegExp][] = [
