@@ -386,6 +386,31 @@ const ERROR_BODY = encodeLatin1(
 );
 
 /**
+ * Refuse a string or a bare `Uint8Array` as the application's result,
+ * saying what it returned and what it should: both are iterable, but would
+ * hand `write()` one character or one number at a time, and wsgiref's
+ * message for that blames a `write()` the application never called.
+ * (Other results that are not iterable fail where they are iterated.)
+ */
+function checkResult(result: ResponseBody): ResponseBody {
+  const value = result as unknown;
+  if (typeof value === "string") {
+    const shown = value.length > 40 ? value.slice(0, 40) + "..." : value;
+    throw new AssertionError(
+      `The application returned a string (${
+        quote(shown)
+      }); it must return an iterable of Uint8Array chunks, e.g. [new TextEncoder().encode(text)]`,
+    );
+  }
+  if (value instanceof Uint8Array) {
+    throw new AssertionError(
+      `The application returned a bare Uint8Array (${value.length} bytes); it must return an iterable of Uint8Array chunks, e.g. [bytes]`,
+    );
+  }
+  return result;
+}
+
+/**
  * Run a gateway-interface application and send its response, as
  * `wsgiref.handlers.BaseHandler`. Subclasses provide the streams and the
  * request variables by overriding `_write`, `_flush`, `getStdin`,
@@ -549,7 +574,7 @@ export class BaseHandler {
       this.setupEnviron();
       const result = application(this.environ!, this.startResponse);
       if (isThenable<ResponseBody>(result)) return this.#runLater(result);
-      this.result = result;
+      this.result = checkResult(result);
       finished = this.finishResponse();
     } catch (thrown) {
       return this.#recover(thrown);
@@ -563,7 +588,7 @@ export class BaseHandler {
   /** `run()` for an application that returned a promise. */
   async #runLater(result: PromiseLike<ResponseBody>): Promise<void> {
     try {
-      this.result = await result;
+      this.result = checkResult(await result);
       await this.finishResponse();
     } catch (thrown) {
       await this.#recover(thrown);

@@ -759,7 +759,8 @@ class Interaction {
   }
 
   /**
-   * A `wsgi.input.read()` without a size (none, `null` or negative), shown
+   * A `wsgi.input.read()` without a size argument (`read()` or
+   * `read(undefined)`), shown
    * as `call`: PEP 3333 asks servers to allow it, so it draws a warning
    * (once per request); wsgiref's validator refuses it, and so does strict
    * mode.
@@ -868,10 +869,11 @@ class InputWrapper implements InputStream {
   read(...args: unknown[]): Uint8Array {
     const size = checkSizeArgument("read", args);
     const state = this.#interaction;
-    if (size < 0) {
-      state.unsizedRead(
-        args.length === 0 ? "read()" : `read(${show(args[0])})`,
-      );
+    // Only a call without a size argument is wsgiref's unsized read: any
+    // number (negative too) or null is one, as CPython's validator only
+    // counts the arguments.
+    if (args[0] === undefined) {
+      state.unsizedRead(args.length === 0 ? "read()" : "read(None)");
     }
     state.beforeInput(size);
     const data = callStream(
@@ -1177,8 +1179,10 @@ function wrapResult(
  *
  * With `{ strict: true }`, the async extension (a promise from the
  * application, an `AsyncIterable` result) and a `wsgi.input.read()` without
- * a size (none, `null` or negative) are refused with an `AssertionError`, as
- * wsgiref's own validator refuses that `read()`.
+ * a size argument (`read()` or `read(undefined)`) are refused with an
+ * `AssertionError`, as wsgiref's own validator refuses that `read()`. Any
+ * number, negative included, or `null` is a size argument and passes
+ * silently, as `read(-1)` passes CPython's validator.
  *
  * As wsgiref's validator, it replaces `wsgi.input` and `wsgi.errors` in the
  * environ with checking wrappers, and the result it returns is a wrapper

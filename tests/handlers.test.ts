@@ -1446,17 +1446,47 @@ Deno.test("BaseHandler.run() refuses a result that is not iterable", async (t) =
       );
     });
   }
-  await t.step("a Uint8Array is iterated as numbers, and refused", async () => {
-    const { output, log } = await runApp((_e, sr) => {
-      sr("200 OK", []);
-      return enc("abc") as unknown as ResponseBody;
-    });
-    assert.equal(output, "Status: 500 Internal Server Error\r\n" + ERROR_PAGE);
-    assert.match(
-      log,
-      /^AssertionError: write\(\) argument must be a bytes instance\n/,
-    );
-  });
+  // Both are iterable, but not of chunks: the message names what the
+  // application returned rather than a write() it never called.
+  const misshapen: [string, unknown, string][] = [
+    [
+      "a bare Uint8Array",
+      enc("abc"),
+      "The application returned a bare Uint8Array (3 bytes); it must return an iterable of Uint8Array chunks, e.g. [bytes]",
+    ],
+    [
+      "a string",
+      "Hello world!",
+      'The application returned a string ("Hello world!"); it must return an iterable of Uint8Array chunks, e.g. [new TextEncoder().encode(text)]',
+    ],
+    [
+      "a long string, cut",
+      "x".repeat(100),
+      `The application returned a string ("${
+        "x".repeat(40)
+      }..."); it must return an iterable of Uint8Array chunks, e.g. [new TextEncoder().encode(text)]`,
+    ],
+  ];
+  for (const [label, value, message] of misshapen) {
+    for (const later of [false, true]) {
+      await t.step(
+        `${label}${later ? ", from an async app" : ""}`,
+        async () => {
+          const { output, log } = await runApp(
+            ((_e: Environ, sr: StartResponse) => {
+              sr("200 OK", []);
+              return later ? Promise.resolve(value) : value;
+            }) as unknown as Application,
+          );
+          assert.equal(
+            output,
+            "Status: 500 Internal Server Error\r\n" + ERROR_PAGE,
+          );
+          assert.equal(log.split("\n")[0], `AssertionError: ${message}`);
+        },
+      );
+    }
+  }
 });
 
 Deno.test("BaseHandler.run() refuses a header list changed into an injection after startResponse", async () => {

@@ -1883,18 +1883,19 @@ const unsizedWarning = (call: string) =>
 const unsizedRefusal = (call: string) =>
   `wsgi.input.read() needs a size: validator(app, { strict: true }) refuses ${call}, which reads all the rest of the input; read at most CONTENT_LENGTH bytes`;
 
-/** The ways to call read() without a size: name, as a message shows it,
- * the call. */
+/** The ways to call read() without a size argument: name, as a message
+ * shows it, the call. */
 const UNSIZED_READS: [string, string, (input: InputStream) => Uint8Array][] = [
   ["read()", "read()", (input) => input.read()],
-  ["read(-1)", "read(-1)", (input) => input.read(-1)],
-  ["read(-5)", "read(-5)", (input) => input.read(-5)],
-  [
-    "read(null)",
-    "read(None)",
-    (input) => input.read(null as unknown as number),
-  ],
   ["read(undefined)", "read(None)", (input) => input.read(undefined)],
+];
+
+/** Reads with a size argument that still mean "all the rest": CPython's
+ * validator only counts the arguments, so these pass silently. */
+const SIZED_REST_READS: [string, (input: InputStream) => Uint8Array][] = [
+  ["read(-1)", (input) => input.read(-1)],
+  ["read(-5)", (input) => input.read(-5)],
+  ["read(null)", (input) => input.read(null as unknown as number)],
 ];
 
 Deno.test("wsgi.input.read() without a size returns the data and writes one WSGIWarning by default", async (t) => {
@@ -1922,11 +1923,22 @@ Deno.test("wsgi.input.read() without a size returns the data and writes one WSGI
     const warnings = await withStreams((e) => {
       const input = e["wsgi.input"]!;
       input.read();
-      input.read(-1);
+      input.read(undefined);
       input.read();
     }, { "wsgi.input": new BytesInput(bytes("chunked")) });
     assert.equal(warnings, unsizedWarning("read()"));
   });
+  for (const [name, read] of SIZED_REST_READS) {
+    await t.step(`${name} returns the rest with no warning`, async () => {
+      let data = "";
+      const warnings = await withStreams(
+        (e) => void (data = decoder.decode(read(e["wsgi.input"]!))),
+        postEnviron("hello"),
+      );
+      assert.equal(data, "hello");
+      assert.equal(warnings, "");
+    });
+  }
   await t.step("read(0) and read(n) draw no such warning", async () => {
     const warnings = await withStreams((e) => {
       e["wsgi.input"]!.read(0);
@@ -1957,6 +1969,28 @@ Deno.test("validator(app, { strict: true }) refuses wsgi.input.read() without a 
       );
       // Refused before the server's stream was touched; no warning either.
       assert.equal(decoder.decode(raw.read()), "hello");
+      assert.equal(errors.value, "");
+    });
+  }
+});
+
+Deno.test("validator(app, { strict: true }) accepts read(-1), read(-5) and read(null) silently, as CPython's validator does", async (t) => {
+  for (const [name, read] of SIZED_REST_READS) {
+    await t.step(name, () => {
+      let data = "";
+      const app: Application = (environ, startResponse) => {
+        data = decoder.decode(read(environ["wsgi.input"]!));
+        startResponse("200 OK", TEXT);
+        return [];
+      };
+      const environ = makeEnviron({
+        ...postEnviron("hello"),
+        "wsgi.input": new BytesInput(bytes("hello")),
+      });
+      const errors = environ["wsgi.errors"] as StringErrorStream;
+      const { startResponse } = fakeServer();
+      validator(app, { strict: true })(environ, startResponse);
+      assert.equal(data, "hello");
       assert.equal(errors.value, "");
     });
   }
