@@ -32,7 +32,7 @@
  * assert.equal(
  *   output,
  *   "Status: 200 OK\r\ncontent-type: application/json\r\n" +
- *     'Content-Length: 21\r\n\r\n{"path":"/caf%C3%A9"}',
+ *     'content-length: 21\r\n\r\n{"path":"/caf%C3%A9"}',
  * );
  * ```
  *
@@ -67,7 +67,6 @@ import {
   isAscii,
   latin1ToUtf8,
   quote,
-  repr,
   statusProblem,
   typeName,
 } from "./_internal.ts";
@@ -130,7 +129,7 @@ export interface FromFetchHandlerOptions {
    * A response body that has ended by the time the event loop turns (as a
    * body made from a string, bytes, JSON, a `Blob`, `URLSearchParams` or
    * `FormData` has) and holds at most this many bytes is sent as one
-   * chunk, so the server sets `Content-Length`. Any other body is streamed
+   * chunk, with its `Content-Length`. Any other body is streamed
    * chunk by chunk as the server sends it. `0` streams every body that is
    * not empty; `Infinity` sends every body that has ended in time as one
    * chunk.
@@ -401,7 +400,7 @@ export function fromFetchHandler(
         throw new TypeError(
           `Cannot send the response: the fetch handler must return a Response, not ${
             typeName(response)
-          } ${repr(response)}`,
+          } ${quote(response)}`,
         );
       }
       return await sendResponse(response, exchange, settings, startResponse);
@@ -422,7 +421,7 @@ interface Settings {
 function optionError(rule: string, value: unknown): TypeError {
   return new TypeError(
     `Cannot make an application: ${rule}, not ${typeName(value)} ${
-      repr(value)
+      quote(value)
     }`,
   );
 }
@@ -497,7 +496,7 @@ function prepareRequest(
       throw new TypeError(
         `Cannot read the request body: environ["wsgi.input"] must be an input stream, not ${
           typeName(input)
-        } ${repr(input)}`,
+        } ${quote(input)}`,
       );
     }
     const source = exchange.requestBody = new RequestBodySource(input, length);
@@ -592,7 +591,7 @@ class RequestBodySource implements UnderlyingDefaultSource<Uint8Array> {
       throw new TypeError(
         `Cannot read the request body: wsgi.input.read() must return a Uint8Array, not ${
           typeName(data)
-        } ${repr(data)}`,
+        } ${quote(data)}`,
       );
     }
     if (data.length === 0) {
@@ -701,6 +700,12 @@ async function sendResponse(
     return fixedResult([], exchange);
   }
   const gathered = await gather(body.getReader(), settings);
+  // Declared here rather than left to the server, which computes it only
+  // for a result that is still an Array when it gets it: not through
+  // validator() or any other wrapper.
+  if (gathered.ended && length === null) {
+    headers.push(["content-length", String(gathered.size)]);
+  }
   try {
     startResponse(status, headers);
   } catch (error) {
@@ -786,7 +791,7 @@ function checkChunk(chunk: unknown): Uint8Array {
     throw new TypeError(
       `Cannot send the response body: a chunk must be a Uint8Array, not ${
         typeName(chunk)
-      } ${repr(chunk)}`,
+      } ${quote(chunk)}`,
     );
   }
   return chunk;
