@@ -1518,3 +1518,26 @@ Deno.test("examples/hono.ts serves its app with makeServer and stops on Ctrl-C",
   // The access log: one line per request.
   assert.match(await stderr, /"GET \/hello\/caf%C3%A9 HTTP\/1\.1" 200 /);
 });
+
+Deno.test("docs/fetch.md: the CGI command prints the response the page shows", async () => {
+  const page = await Deno.readTextFile(
+    new URL("../docs/fetch.md", import.meta.url),
+  );
+  const command = /```sh\n(REQUEST_METHOD=GET GATEWAY_INTERFACE=[^]*?)```/
+    .exec(page)?.[1];
+  const shown = /It prints the response[^]*?```text\n([^]*?)```/.exec(page)
+    ?.[1];
+  assert.ok(command && shown, "the blocks are on the page");
+  const { code, stdout, stderr } = await new Deno.Command("sh", {
+    args: ["-c", command],
+    cwd: new URL("..", import.meta.url).pathname,
+    env: { PATH: Deno.env.get("PATH") ?? "" },
+  }).output();
+  assert.equal(code, 0, decoder.decode(stderr));
+  // The page shows the header lines without their CR.
+  const [head, body] = shown.split("\n\n");
+  assert.equal(
+    decoder.decode(stdout),
+    head.replaceAll("\n", "\r\n") + "\r\n\r\n" + body.replace(/\n$/, ""),
+  );
+});
