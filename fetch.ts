@@ -130,9 +130,10 @@ export interface FromFetchHandlerOptions {
    * body made from a string, bytes, JSON, a `Blob`, `URLSearchParams` or
    * `FormData` has) and holds at most this many bytes is sent as one
    * chunk, with its `Content-Length`. Any other body is streamed
-   * chunk by chunk as the server sends it. `0` streams every body that is
-   * not empty; `Infinity` sends every body that has ended in time as one
-   * chunk.
+   * chunk by chunk as the server sends it, after the chunks read to find
+   * that out (at most this many bytes and one chunk more). `0` streams
+   * every body that is not empty; `Infinity` sends every body that has
+   * ended in time as one chunk.
    *
    * @default {1048576}
    */
@@ -645,7 +646,7 @@ async function sendResponse(
   const code = response.status;
   if (!(code >= 200 && code <= 599)) {
     // Response.error() (status 0) and 101 from Deno.upgradeWebSocket().
-    await response.body?.cancel().catch(() => {});
+    response.body?.cancel().catch(() => {});
     throw new RangeError(
       `Cannot send the response: status ${code} is not from 200 to 599`,
     );
