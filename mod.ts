@@ -13,6 +13,7 @@
  * | `simple_server` | `wsgiref.simple_server` | `makeServer`, `toFetchHandler`, ... |
  * | `validate` | `wsgiref.validate` | `validator`, `AssertionError` |
  * | `fastcgi` | (flup's FastCGI server) | `makeFastCGIServer`, `FastCGIHandler`, ... |
+ * | `fetch` | (a2wsgi's bridge) | `fromFetchHandler`, `toFetchHandler` |
  *
  * @example Serving an application
  * ```ts ignore
@@ -35,3 +36,4 @@ export * from "./handlers.ts";
 export * from "./simple_server.ts";
 export * from "./validate.ts";
 export * from "./fastcgi.ts";
+export * from "./fetch.ts";
