@@ -1570,6 +1570,7 @@ Deno.test("simple_server.ts as a program serves every shipped example and an app
     [`${examples}hello.ts`, /^Hello from \/$/m],
     [`${examples}validated.ts`, /^Hello from \/$/m],
     [`${examples}cgi.ts`, /"pathInfo": "\/"/],
+    [`${examples}hono.ts`, /^Hello from Hono!$/],
     [`${new URL(FIXTURES).pathname}imports_runner.ts`, /^runner: function$/],
   ];
   for (const [path, expected] of rows) {
