@@ -27,13 +27,15 @@ import {
 import type { Application, InputStream } from "../types.ts";
 
 const ENCODER = new TextEncoder();
-const HELLO = ENCODER.encode("Hello world!");
+/** The hello body every benchmark side sends, the peers' included. */
+export const HELLO_TEXT = "Hello world!\n";
+const HELLO = ENCODER.encode(HELLO_TEXT);
 const SOFTWARE = `WSGIServer/0.2 Deno/${Deno.version.deno}`;
 
 /** The size of each chunk of the streamed response and of upload reads. */
 export const CHUNK_SIZE = 64 * 1024;
 
-/** `GET /`: "Hello world!" as `text/plain`. */
+/** `GET /`: "Hello world!\n" as `text/plain`. */
 export const helloApp: Application = (_environ, startResponse) => {
   startResponse("200 OK", [["Content-Type", "text/plain"]]);
   return [HELLO];
@@ -130,7 +132,7 @@ function wsgi(
 export const SERVERS: Record<string, Start> = {
   // Deno's hello world takes the request, as any real handler does (with no
   // parameter at all, Deno.serve skips building the Request).
-  "raw-hello": raw((_request) => new Response("Hello world!")),
+  "raw-hello": raw((_request) => new Response(HELLO_TEXT)),
   // The same with a bytes body (one Uint8Array, shared, as helloApp's).
   "raw-hello-bytes": raw((_request) => new Response(HELLO)),
   // The same work as wsgi-hello minus the adapter: read what an environ
@@ -140,7 +142,7 @@ export const SERVERS: Record<string, Start> = {
     void request.method;
     request.headers.forEach(() => {});
     void info.remoteAddr;
-    return new Response("Hello world!", {
+    return new Response(HELLO_TEXT, {
       headers: [["Server", SOFTWARE], ["Content-Type", "text/plain"]],
     });
   }),
@@ -152,12 +154,12 @@ export const SERVERS: Record<string, Start> = {
     void request.method;
     request.headers.forEach(() => {});
     void info.remoteAddr;
-    return new Response("Hello world!", {
+    return new Response(HELLO_TEXT, {
       headers: { "Content-Type": "text/plain" },
     });
   }),
   "raw-hello-server-header": raw((_request) =>
-    new Response("Hello world!", {
+    new Response(HELLO_TEXT, {
       headers: { "Server": SOFTWARE, "Content-Type": "text/plain" },
     })
   ),
@@ -169,7 +171,7 @@ export const SERVERS: Record<string, Start> = {
     // deno-lint-ignore no-import-prefix
     const { Hono } = await import("npm:hono@4");
     const app = new Hono();
-    app.get("/", (c) => c.text("Hello world!"));
+    app.get("/", (c) => c.text(HELLO_TEXT));
     const server = Deno.serve(
       { hostname: "127.0.0.1", port, onListen() {} },
       app.fetch,
