@@ -26,7 +26,13 @@
  * @module
  */
 
-import { type Child, groupPids, groupTicks, stopAll } from "./_child.ts";
+import {
+  type Child,
+  groupPids,
+  groupTicks,
+  hasTaskset,
+  stopAll,
+} from "./_child.ts";
 
 const WRK_PATHS = ["/usr/bin/wrk", "/usr/local/bin/wrk"];
 const SETTLE_MS = 200;
@@ -59,7 +65,7 @@ export interface LoadCommand {
 }
 
 /** The usage line of a benchmark. */
-export function usage(command: LoadCommand): string {
+function usage(command: LoadCommand): string {
   const extra = Object.entries(command.extra ?? {}).map(([name, [value]]) =>
     `[--${name} ${value}]`
   ).join(" ");
@@ -72,7 +78,7 @@ export function usage(command: LoadCommand): string {
 }
 
 /** Parse the command line; throws an `Error` to print with the usage. */
-export function parseLoadArgs(
+function parseLoadArgs(
   args: string[],
   command: LoadCommand,
 ): LoadOptions {
@@ -173,7 +179,7 @@ export async function machine(): Promise<string> {
 }
 
 /** wrk's path, or `null` when it is not installed. */
-export async function findWrk(): Promise<string | null> {
+async function findWrk(): Promise<string | null> {
   for (const path of WRK_PATHS) {
     try {
       if ((await Deno.stat(path)).isFile) return path;
@@ -185,7 +191,7 @@ export async function findWrk(): Promise<string | null> {
 }
 
 /** `getconf CLK_TCK`: the unit of the CPU times in `/proc`. */
-export async function clockTicks(): Promise<number> {
+async function clockTicks(): Promise<number> {
   const { success, stdout } = await new Deno.Command("getconf", {
     args: ["CLK_TCK"],
   }).output();
@@ -205,8 +211,9 @@ async function cpuLoad(cpu: number): Promise<{ busy: number; total: number }> {
   return { busy: total - f[3] - f[4], total };
 }
 
-/** Pin every thread of process `pid` to `cpu` (`taskset -a -p`). */
-export async function pin(pid: number, cpu: number): Promise<void> {
+/** Pin every thread of process `pid` to `cpu` (`taskset -a -p`): one CPU,
+ * or a list such as `0-1`. */
+export async function pin(pid: number, cpu: number | string): Promise<void> {
   const result = await new Deno.Command("taskset", {
     args: ["-a", "-p", "-c", String(cpu), String(pid)],
     stdout: "null",
@@ -308,9 +315,20 @@ const running = {
   cleanups: [] as (() => Promise<unknown>)[],
 };
 
-/** Run `cleanup` when the benchmark ends, whatever the cause. */
-export function onExit(cleanup: () => Promise<unknown>): void {
+/**
+ * Run `cleanup` when the benchmark ends, whatever the cause; or sooner,
+ * through the function returned, which runs it now (once) instead.
+ */
+export function onExit(
+  cleanup: () => Promise<unknown>,
+): () => Promise<void> {
   running.cleanups.push(cleanup);
+  return async () => {
+    const at = running.cleanups.indexOf(cleanup);
+    if (at < 0) return;
+    running.cleanups.splice(at, 1);
+    await cleanup();
+  };
 }
 
 /** A temporary file with `text`, removed when the benchmark ends. */
@@ -699,14 +717,50 @@ export function conclude(verdicts: [string, Verdict][]): number {
   return met ? 0 : 1;
 }
 
+/** What `prepare` gives a benchmark's `main`. */
+export interface Prepared {
+  options: LoadOptions;
+  wrk: string;
+  ticksPerSecond: number;
+}
+
+/**
+ * Parse the command line and check what the load needs (Linux, wrk and,
+ * pinned, taskset and 2 CPUs; this script is then pinned to the client's
+ * CPU); on a failure, print why and return the exit code.
+ */
+export async function prepare(
+  command: LoadCommand,
+): Promise<Prepared | number> {
+  let options: LoadOptions;
+  try {
+    options = parseLoadArgs(Deno.args, command);
+  } catch (error) {
+    console.error(`${(error as Error).message}\n${usage(command)}`);
+    return 2;
+  }
+  if (Deno.build.os !== "linux") {
+    console.error(`${command.file} reads /proc: Linux only`);
+    return 1;
+  }
+  const wrk = await findWrk();
+  if (wrk === null) {
+    console.error("wrk is not installed (Debian: apt-get install wrk)");
+    return 1;
+  }
+  const refused = await preparePinned(options);
+  if (refused !== null) {
+    console.error(refused);
+    return 1;
+  }
+  return { options, wrk, ticksPerSecond: await clockTicks() };
+}
+
 /**
  * Check what pinned mode needs (taskset, 2 CPUs) and pin this script to
  * the client's CPU; an error message, or `null`.
  */
-export async function preparePinned(
-  options: LoadOptions,
-  hasTaskset: () => Promise<boolean>,
-): Promise<string | null> {
+async function preparePinned(options: LoadOptions): Promise<string | null> {
   if (options.mode !== "pinned") return null;
   if (!(await hasTaskset())) {
     return "taskset not found: --mode pinned needs it to pin the backend " +

@@ -24,7 +24,19 @@ import {
   ServerHandler,
   WSGIRequestHandler,
 } from "../simple_server.ts";
-import type { Application, InputStream } from "../types.ts";
+import {
+  FastCGIHandler,
+  type FastCGIOutput,
+  makeFastCGIServer,
+} from "../fastcgi.ts";
+import type {
+  Application,
+  Environ,
+  ErrorStream,
+  InputStream,
+} from "../types.ts";
+import { RESOLVED } from "../_internal.ts";
+import { type RawLevel, serveRaw } from "./fcgi_raw.ts";
 
 const ENCODER = new TextEncoder();
 /** The hello body every benchmark side sends, the peers' included. */
@@ -128,6 +140,53 @@ function wsgi(
   };
 }
 
+/**
+ * A `FastCGIHandler` that skips the application and the handler's work: it
+ * writes the bytes the hello application would, and is done at once. The
+ * gateway with it costs its records, connections and framing alone.
+ */
+class CannedHandler extends FastCGIHandler {
+  static readonly STDOUT = ENCODER.encode(
+    `Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${HELLO.length}\r\n\r\n${HELLO_TEXT}`,
+  );
+  #out: FastCGIOutput;
+
+  constructor(
+    stdin: InputStream,
+    stdout: FastCGIOutput,
+    stderr: ErrorStream,
+    environ: Environ,
+  ) {
+    super(stdin, stdout, stderr, environ);
+    this.#out = stdout;
+  }
+
+  override run(_app: Application): Promise<void> {
+    this.#out.write(CannedHandler.STDOUT);
+    // The constant a synchronous run returns: the gateway ends the request
+    // without a promise hop.
+    return RESOLVED;
+  }
+}
+
+function fastcgi(
+  app: Application,
+  handlerClass: typeof FastCGIHandler = FastCGIHandler,
+): Start {
+  return (port) => {
+    const server = makeFastCGIServer({ hostname: "127.0.0.1", port }, app, {
+      quiet: true,
+      handlerClass,
+    });
+    server.serveForever();
+    return { port: server.serverPort, stop: () => server.shutdown() };
+  };
+}
+
+function rawFastCGI(level: RawLevel): Start {
+  return (port) => serveRaw(level, helloApp, port);
+}
+
 /** Every server the benchmarks start, by name. */
 export const SERVERS: Record<string, Start> = {
   // Deno's hello world takes the request, as any real handler does (with no
@@ -207,6 +266,14 @@ export const SERVERS: Record<string, Start> = {
   "wsgi-post": wsgi(postApp),
   "wsgi-stream": wsgi(streamApp),
   "wsgi-upload": wsgi(uploadApp, Infinity),
+  // FastCGI (bench/fastcgi_bench.ts): the gateway, the gateway without the
+  // handler's work, and the rungs of bench/fcgi_raw.ts.
+  "fcgi-gateway": fastcgi(helloApp),
+  "fcgi-gateway-canned": fastcgi(helloApp, CannedHandler),
+  "fcgi-raw-canned": rawFastCGI("canned"),
+  "fcgi-raw-environ": rawFastCGI("environ"),
+  "fcgi-raw-handler": rawFastCGI("handler"),
+  "fcgi-raw-hops": rawFastCGI("hops"),
 };
 
 if (import.meta.main) {

@@ -54,24 +54,20 @@
  * @module
  */
 
-import { type Child, hasTaskset, startServer } from "./_child.ts";
+import { type Child, startServer } from "./_child.ts";
 import {
-  clockTicks,
   type Comparison,
   conclude,
   type Expect,
-  findWrk,
   type LoadCommand,
   type LoadOptions,
   loadSides,
   machine,
-  parseLoadArgs,
-  preparePinned,
+  prepare,
   report,
   runBenchmark,
   type Side,
   tempFile,
-  usage,
   type Verdict,
 } from "./_load.ts";
 import { ensurePeers, PEERS, startPeer } from "./_peers.ts";
@@ -255,28 +251,9 @@ async function runScenario(
 }
 
 async function main(): Promise<number> {
-  let options: LoadOptions;
-  try {
-    options = parseLoadArgs(Deno.args, COMMAND);
-  } catch (error) {
-    console.error(`${(error as Error).message}\n${usage(COMMAND)}`);
-    return 2;
-  }
-  if (Deno.build.os !== "linux") {
-    console.error("server_bench.ts reads /proc: Linux only");
-    return 1;
-  }
-  const wrk = await findWrk();
-  if (wrk === null) {
-    console.error("wrk is not installed (Debian: apt-get install wrk)");
-    return 1;
-  }
-  const refused = await preparePinned(options, hasTaskset);
-  if (refused !== null) {
-    console.error(refused);
-    return 1;
-  }
-  const ticksPerSecond = await clockTicks();
+  const prepared = await prepare(COMMAND);
+  if (typeof prepared === "number") return prepared;
+  const { options, wrk, ticksPerSecond } = prepared;
   const scenarios = SCENARIOS.filter((s) => options.scenarios.includes(s.name));
   await ensurePeers(scenarios.flatMap((s) => s.sides), options.install);
   const runsPerRound = scenarios.reduce((n, s) => n + s.sides.length, 0);
