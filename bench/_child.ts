@@ -58,6 +58,21 @@ export interface CommandOptions extends StartOptions {
 /** The servers started and not yet stopped, for `stopAll`. */
 const live = new Set<Child>();
 
+/**
+ * Take a process started with `detached: true` (so it leads a process
+ * group) into the set `stopServer` and `stopAll` stop.
+ */
+export function adopt(
+  name: string,
+  process: Deno.ChildProcess,
+  port = 0,
+  stderr = () => "",
+): Child {
+  const child: Child = { name, process, group: process.pid, port, stderr };
+  live.add(child);
+  return child;
+}
+
 /** Whether `taskset` (util-linux) can be run. */
 export async function hasTaskset(): Promise<boolean> {
   try {
@@ -103,14 +118,7 @@ export async function startServer(
     stderr: "inherit",
     detached: true,
   }).spawn();
-  const child: Child = {
-    name,
-    process,
-    group: process.pid,
-    port: 0,
-    stderr: () => "",
-  };
-  live.add(child);
+  const child = adopt(name, process);
   const reader = process.stdout.pipeThrough(new TextDecoderStream())
     .getReader();
   // A server that neither prints nor exits is killed, which ends the read.
@@ -174,14 +182,7 @@ export async function startCommand(
       // The stream broke: the child is gone.
     }
   })();
-  const child: Child = {
-    name,
-    process,
-    group: process.pid,
-    port: options.port,
-    stderr: () => tail,
-  };
-  live.add(child);
+  const child = adopt(name, process, options.port, () => tail);
   let exited = false;
   process.status.then(() => exited = true);
   const deadline = Date.now() + START_TIMEOUT_MS;
