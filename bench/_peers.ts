@@ -4,8 +4,8 @@
  * packages:
  *
  * - HTTP (`bench/server_bench.ts`): uWSGI 2.0 with `--http-socket` (one
- *   request per connection) and with `--http11-socket` (kept alive),
- *   gunicorn (one sync worker), waitress, and CPython's own
+ *   request per connection), gunicorn (one sync worker), waitress, and
+ *   CPython's own
  *   `wsgiref.simple_server`, all serving `bench/hello_wsgi.py`;
  * - FastCGI and uwsgi behind nginx (`bench/fastcgi_bench.ts`): PHP-FPM 8.2
  *   (`pm = static`, one child) serving `bench/hello.php`, uWSGI with
@@ -77,13 +77,6 @@ export const PEERS: Record<string, Peer> = {
     packages: ["uwsgi", "uwsgi-plugin-python3"],
     needs: [UWSGI, UWSGI_PYTHON],
     command: (port) => Promise.resolve(uwsgi("--http-socket", port)),
-  },
-  "uwsgi-http11": {
-    label: "uWSGI 2.0 --http11-socket (keep-alive), Python app",
-    protocol: "http",
-    packages: ["uwsgi", "uwsgi-plugin-python3"],
-    needs: [UWSGI, UWSGI_PYTHON],
-    command: (port) => Promise.resolve(uwsgi("--http11-socket", port)),
   },
   "gunicorn": {
     label: "gunicorn, 1 sync worker",

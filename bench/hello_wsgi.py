@@ -13,8 +13,7 @@ import signal
 import sys
 
 BODY = b"Hello world!\n"
-# With its length, so that servers that keep connections open (uWSGI's
-# --http11-socket, waitress) can without chunking the body.
+# With its length, as makeServer sends it, so that no server chunks the body.
 HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
 
 

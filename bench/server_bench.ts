@@ -26,13 +26,14 @@
  *   imported by `bench/apps.ts` only); `makeServer` with the default
  *   handler and `quiet: true`; and the peers serving `bench/hello_wsgi.py`
  *   (`bench/_peers.ts`): uWSGI 2.0 `--http-socket` (one worker under a
- *   master; it closes every connection: client-bound, wrk counts a read
- *   error for each) and `--http11-socket` (keeps them), gunicorn (one sync
- *   worker; closes them), waitress, CPython's `wsgiref` (HTTP/1.0). Missing peers
+ *   master; it closes every connection, so wrk reconnects and counts a
+ *   read error for each, and the client sets the pace), gunicorn (one sync
+ *   worker; closes them too), waitress (its defaults: 4 threads, kept
+ *   connections), CPython's `wsgiref` (HTTP/1.0). Missing peers
  *   are installed (`apt-get`, as root; `--no-install` not to), and a peer
  *   that cannot start is skipped, with a line saying why. Targets (CPU
  *   time per request): makeServer / raw same work ≤ 1.10, makeServer /
- *   uWSGI HTTP ≤ 1.00 (both uWSGI sides); the other ratios inform.
+ *   uWSGI HTTP ≤ 1.00; the other ratios inform.
  * - `post`: `POST /` with a 65,536-byte body (a wrk Lua script in a temp
  *   file), read whole by the application; raw `Deno.serve` reads it with
  *   `await request.bytes()`, and raw doing the same work as the adapter
@@ -97,7 +98,6 @@ const SCENARIOS: Scenario[] = [
       "hono-hello",
       "wsgi-hello",
       "uwsgi-http",
-      "uwsgi-http11",
       "gunicorn",
       "waitress",
       "wsgiref-py",
@@ -110,7 +110,6 @@ const SCENARIOS: Scenario[] = [
         target: 1.1,
       },
       { of: "wsgi-hello", to: "uwsgi-http", metric: "cpu", target: 1.0 },
-      { of: "wsgi-hello", to: "uwsgi-http11", metric: "cpu", target: 1.0 },
       { of: "wsgi-hello", to: "hono-hello", metric: "cpu", target: null },
       { of: "wsgi-hello", to: "raw-hello", metric: "cpu", target: null },
       { of: "wsgi-hello", to: "raw-hello-bytes", metric: "cpu", target: null },
