@@ -6,8 +6,11 @@
  * ```
  *
  * `<server>` is one of `SERVERS`' keys: a raw `Deno.serve` baseline
- * (`raw-*`), Hono 4 on `Deno.serve` (`hono-hello`), or the same work as a
- * gateway-interface application served by `makeServer` (`wsgi-*`). Once
+ * (`raw-*`), Hono 4 on `Deno.serve` (`hono-hello`), the same work as a
+ * gateway-interface application served by `makeServer` (`wsgi-*`), or a
+ * FastCGI backend: the gateway (`fcgi-gateway`), the gateway with a handler
+ * that writes canned bytes (`fcgi-gateway-canned`), and the rungs of the
+ * raw responder of `bench/fcgi_raw.ts` (`fcgi-raw-*`). Once
  * listening, the process prints `listening <port>` on stdout; it stops on
  * SIGTERM or SIGINT. All listen on 127.0.0.1; port 0 picks a free one.
  *
