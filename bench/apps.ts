@@ -6,8 +6,11 @@
  * ```
  *
  * `<server>` is one of `SERVERS`' keys: a raw `Deno.serve` baseline
- * (`raw-*`), Hono 4 on `Deno.serve` (`hono-hello`), or the same work as a
- * gateway-interface application served by `makeServer` (`wsgi-*`). Once
+ * (`raw-*`), Hono 4 on `Deno.serve` (`hono-hello`), the same work as a
+ * gateway-interface application served by `makeServer` (`wsgi-*`), or a
+ * FastCGI backend: the gateway (`fcgi-gateway`), the gateway with a handler
+ * that writes canned bytes (`fcgi-gateway-canned`), and the rungs of the
+ * raw responder of `bench/fcgi_raw.ts` (`fcgi-raw-*`). Once
  * listening, the process prints `listening <port>` on stdout; it stops on
  * SIGTERM or SIGINT. All listen on 127.0.0.1; port 0 picks a free one.
  *
@@ -24,16 +27,30 @@ import {
   ServerHandler,
   WSGIRequestHandler,
 } from "../simple_server.ts";
-import type { Application, InputStream } from "../types.ts";
+import {
+  FastCGIHandler,
+  type FastCGIOutput,
+  makeFastCGIServer,
+} from "../fastcgi.ts";
+import type {
+  Application,
+  Environ,
+  ErrorStream,
+  InputStream,
+} from "../types.ts";
+import { RESOLVED } from "../_internal.ts";
+import { type RawLevel, serveRaw } from "./fcgi_raw.ts";
 
 const ENCODER = new TextEncoder();
-const HELLO = ENCODER.encode("Hello world!");
+/** The hello body every benchmark side sends, the peers' included. */
+export const HELLO_TEXT = "Hello world!\n";
+const HELLO = ENCODER.encode(HELLO_TEXT);
 const SOFTWARE = `WSGIServer/0.2 Deno/${Deno.version.deno}`;
 
 /** The size of each chunk of the streamed response and of upload reads. */
 export const CHUNK_SIZE = 64 * 1024;
 
-/** `GET /`: "Hello world!" as `text/plain`. */
+/** `GET /`: "Hello world!\n" as `text/plain`. */
 export const helloApp: Application = (_environ, startResponse) => {
   startResponse("200 OK", [["Content-Type", "text/plain"]]);
   return [HELLO];
@@ -126,11 +143,58 @@ function wsgi(
   };
 }
 
+/**
+ * A `FastCGIHandler` that skips the application and the handler's work: it
+ * writes the bytes the hello application would, and is done at once. The
+ * gateway with it costs its records, connections and framing alone.
+ */
+class CannedHandler extends FastCGIHandler {
+  static readonly STDOUT = ENCODER.encode(
+    `Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${HELLO.length}\r\n\r\n${HELLO_TEXT}`,
+  );
+  #out: FastCGIOutput;
+
+  constructor(
+    stdin: InputStream,
+    stdout: FastCGIOutput,
+    stderr: ErrorStream,
+    environ: Environ,
+  ) {
+    super(stdin, stdout, stderr, environ);
+    this.#out = stdout;
+  }
+
+  override run(_app: Application): Promise<void> {
+    this.#out.write(CannedHandler.STDOUT);
+    // The constant a synchronous run returns: the gateway ends the request
+    // without a promise hop.
+    return RESOLVED;
+  }
+}
+
+function fastcgi(
+  app: Application,
+  handlerClass: typeof FastCGIHandler = FastCGIHandler,
+): Start {
+  return (port) => {
+    const server = makeFastCGIServer({ hostname: "127.0.0.1", port }, app, {
+      quiet: true,
+      handlerClass,
+    });
+    server.serveForever();
+    return { port: server.serverPort, stop: () => server.shutdown() };
+  };
+}
+
+function rawFastCGI(level: RawLevel): Start {
+  return (port) => serveRaw(level, helloApp, port);
+}
+
 /** Every server the benchmarks start, by name. */
 export const SERVERS: Record<string, Start> = {
   // Deno's hello world takes the request, as any real handler does (with no
   // parameter at all, Deno.serve skips building the Request).
-  "raw-hello": raw((_request) => new Response("Hello world!")),
+  "raw-hello": raw((_request) => new Response(HELLO_TEXT)),
   // The same with a bytes body (one Uint8Array, shared, as helloApp's).
   "raw-hello-bytes": raw((_request) => new Response(HELLO)),
   // The same work as wsgi-hello minus the adapter: read what an environ
@@ -140,7 +204,7 @@ export const SERVERS: Record<string, Start> = {
     void request.method;
     request.headers.forEach(() => {});
     void info.remoteAddr;
-    return new Response("Hello world!", {
+    return new Response(HELLO_TEXT, {
       headers: [["Server", SOFTWARE], ["Content-Type", "text/plain"]],
     });
   }),
@@ -152,12 +216,12 @@ export const SERVERS: Record<string, Start> = {
     void request.method;
     request.headers.forEach(() => {});
     void info.remoteAddr;
-    return new Response("Hello world!", {
+    return new Response(HELLO_TEXT, {
       headers: { "Content-Type": "text/plain" },
     });
   }),
   "raw-hello-server-header": raw((_request) =>
-    new Response("Hello world!", {
+    new Response(HELLO_TEXT, {
       headers: { "Server": SOFTWARE, "Content-Type": "text/plain" },
     })
   ),
@@ -169,7 +233,7 @@ export const SERVERS: Record<string, Start> = {
     // deno-lint-ignore no-import-prefix
     const { Hono } = await import("npm:hono@4");
     const app = new Hono();
-    app.get("/", (c) => c.text("Hello world!"));
+    app.get("/", (c) => c.text(HELLO_TEXT));
     const server = Deno.serve(
       { hostname: "127.0.0.1", port, onListen() {} },
       app.fetch,
@@ -205,6 +269,14 @@ export const SERVERS: Record<string, Start> = {
   "wsgi-post": wsgi(postApp),
   "wsgi-stream": wsgi(streamApp),
   "wsgi-upload": wsgi(uploadApp, Infinity),
+  // FastCGI (bench/fastcgi_bench.ts): the gateway, the gateway without the
+  // handler's work, and the rungs of bench/fcgi_raw.ts.
+  "fcgi-gateway": fastcgi(helloApp),
+  "fcgi-gateway-canned": fastcgi(helloApp, CannedHandler),
+  "fcgi-raw-canned": rawFastCGI("canned"),
+  "fcgi-raw-environ": rawFastCGI("environ"),
+  "fcgi-raw-handler": rawFastCGI("handler"),
+  "fcgi-raw-hops": rawFastCGI("hops"),
 };
 
 if (import.meta.main) {
