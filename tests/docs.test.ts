@@ -98,6 +98,9 @@ async function copyPackage(dir: string, bare = false): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   for (const file of config.publish.include as string[]) {
     if (bare && file === "deno.json") continue;
+    // The modules are files at the top; a published folder (docs/, say)
+    // is not needed to resolve them.
+    if (!(await Deno.stat(ROOT + file)).isFile) continue;
     await Deno.copyFile(ROOT + file, `${dir}/${file}`);
   }
 }
