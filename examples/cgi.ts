@@ -5,11 +5,12 @@
  * response from stdout. `CGIHandler` does the CGI side; the application is
  * an ordinary one.
  *
- * Make it executable (`chmod +x examples/cgi.ts`) and point your web
- * server at it; the README shows Apache mod_cgi, lighttpd mod_cgi and
- * nginx + fcgiwrap set-ups and a single-binary build with `deno compile`.
- * The web server must give it a `PATH` that finds `deno` and a writable
- * `DENO_DIR` (or `HOME`) for Deno's cache.
+ * It imports `@wsgi/wsgiref/...`, which this repository's `deno.json`
+ * resolves: copied alone into a CGI directory, it cannot load them.
+ * `docs/cgi.md` makes it one self-contained file (`deno bundle`) and
+ * shows the Apache, lighttpd and nginx + fcgiwrap set-ups. The web server
+ * must give it a `PATH` that finds `deno` and a writable `DENO_DIR` for
+ * Deno's cache.
  *
  * Routes, below wherever the server mounts it (`SCRIPT_NAME`):
  *
@@ -18,6 +19,9 @@
  *   and answers its length and Adler-32 checksum, as JSON.
  * - `/download?bytes=N`: streams N bytes (at most 100 MiB) of the pattern
  *   `0, 1, ..., 250, 0, 1, ...` in 64 KiB chunks.
+ * - `/ticks?n=N`: N lines (at most 10), 200 ms apart, each sent as soon as
+ *   it is made, with the time it was made (ms since the epoch): a response
+ *   that streams, unless the web server holds it.
  * - `/source`: this file, sent through `wsgi.file_wrapper`.
  * - `/error`: throws, to show the error page (and the stack in the server's
  *   error log).
@@ -80,6 +84,14 @@ function* download(size: number): Generator<Uint8Array> {
   }
 }
 
+/** `n` lines, one every 200 ms, each with the time it was made. */
+async function* ticks(n: number): AsyncGenerator<Uint8Array> {
+  for (let i = 1; i <= n; i++) {
+    if (i > 1) await new Promise((resolve) => setTimeout(resolve, 200));
+    yield encoder.encode(`tick ${i} ${Date.now()}\n`);
+  }
+}
+
 /** The example application. */
 export const app: Application = (environ, startResponse) => {
   switch (environ.PATH_INFO) {
@@ -105,6 +117,17 @@ export const app: Application = (environ, startResponse) => {
         ["Content-Length", String(size)],
       ]);
       return download(size);
+    }
+    case "/ticks": {
+      const n = Number(
+        new URLSearchParams(environ.QUERY_STRING ?? "").get("n"),
+      );
+      startResponse("200 OK", [
+        ["Content-Type", "text/plain"],
+        // nginx holds small chunks back unless told not to.
+        ["X-Accel-Buffering", "no"],
+      ]);
+      return ticks(Number.isInteger(n) && n > 0 && n <= 10 ? n : 3);
     }
     case "/source": {
       startResponse("200 OK", [["Content-Type", "text/plain; charset=utf-8"]]);

@@ -1,66 +1,58 @@
 /**
- * `examples/cgi.ts` and a test fixture run as CGI programs under a real
- * lighttpd (mod_cgi), started on 127.0.0.1 with a generated config and
- * stopped in the same test. Without lighttpd (Debian: `apt-get install
- * lighttpd`) the test is ignored, unless `WSGIREF_REQUIRE_LIGHTTPD=1`.
+ * `examples/cgi.ts` run as a CGI program behind real hosts, each started on
+ * 127.0.0.1 with a generated config and stopped in the same test:
+ *
+ * - lighttpd (mod_cgi), the example as shipped, in place, beside a test
+ *   fixture that tries to inject headers and to be redirected through a
+ *   proxy (httpoxy);
+ * - lighttpd, from `docs/deploy/lighttpd-cgi.conf`, and nginx + fcgiwrap,
+ *   from `docs/deploy/nginx-fcgiwrap.conf`: the example bundled by
+ *   `docs/cgi.md`'s commands, alone in a fresh directory.
+ *
+ * (Apache mod_cgid: `tests/apache_hosts.test.ts`.) Without a host (Debian:
+ * `apt-get install lighttpd nginx fcgiwrap`) its test is ignored, unless
+ * `WSGIREF_REQUIRE_LIGHTTPD=1` or `WSGIREF_REQUIRE_NGINX=1`.
  */
 
 import assert from "node:assert/strict";
-import { decodeLatin1, encodeLatin1 } from "../_internal.ts";
 import { findLighttpd, startLighttpd } from "./fixtures/lighttpd.ts";
+import { findNginx, startNginx } from "./fixtures/nginx.ts";
 import { startProxy } from "./fixtures/proxy.ts";
+import { findBinary } from "./fixtures/process.ts";
+import {
+  deployCgiBundle,
+  deployConfig,
+  ignoreWithout,
+} from "./fixtures/deploy.ts";
+import {
+  cgiExampleSteps,
+  injectionSteps,
+  rawBody,
+  rawRequest,
+} from "./fixtures/host_steps.ts";
 
 const EXAMPLE = new URL("../examples/cgi.ts", import.meta.url).pathname;
 const FIXTURE = new URL("./fixtures/cgi_fixture.ts", import.meta.url).pathname;
-const ERROR_BODY =
-  "A server error occurred.  Please contact the administrator.";
-const MIB = 1024 * 1024;
 
 const LIGHTTPD = findLighttpd();
-const REQUIRED = Deno.env.get("WSGIREF_REQUIRE_LIGHTTPD") === "1";
-if (LIGHTTPD === null) {
-  console.warn(
-    REQUIRED
-      ? "lighttpd not found, and WSGIREF_REQUIRE_LIGHTTPD=1: the CGI host test fails"
-      : "lighttpd not found (apt-get install lighttpd): the CGI host test is ignored",
-  );
-}
-
-/** Send raw bytes, read until the server closes; for what fetch would
- * normalise (raw bytes in the target) or hide (the exact header block). */
-async function rawRequest(port: number, request: Uint8Array): Promise<string> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
-  try {
-    let written = 0;
-    while (written < request.length) {
-      written += await conn.write(request.subarray(written));
-    }
-    const chunks: Uint8Array[] = [];
-    const buffer = new Uint8Array(64 * 1024);
-    for (;;) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-    }
-    return chunks.map(decodeLatin1).join("");
-  } finally {
-    conn.close();
-  }
-}
-
-function adler32(data: Uint8Array): string {
-  let a = 1;
-  let b = 0;
-  for (let i = 0; i < data.length; i++) {
-    a = (a + data[i]) % 65521;
-    b = (b + a) % 65521;
-  }
-  return (((b << 16) | a) >>> 0).toString(16).padStart(8, "0");
-}
+const NGINX = findNginx();
+const FCGIWRAP = findBinary("fcgiwrap", ["/usr/sbin/fcgiwrap"]);
+const IGNORE_LIGHTTPD = ignoreWithout(
+  LIGHTTPD,
+  "lighttpd",
+  "WSGIREF_REQUIRE_LIGHTTPD",
+  "lighttpd",
+);
+const IGNORE_NGINX = ignoreWithout(
+  NGINX && FCGIWRAP,
+  "nginx or fcgiwrap",
+  "WSGIREF_REQUIRE_NGINX",
+  "nginx fcgiwrap",
+);
 
 Deno.test({
   name: "examples/cgi.ts serves requests as a CGI program under lighttpd",
-  ignore: LIGHTTPD === null && !REQUIRED,
+  ignore: IGNORE_LIGHTTPD,
   async fn(t) {
     assert.ok(LIGHTTPD, "lighttpd is required (WSGIREF_REQUIRE_LIGHTTPD=1)");
     for (const script of [EXAMPLE, FIXTURE]) {
@@ -77,7 +69,7 @@ Deno.test({
     // /cgi-bin/fixture/proxied/ gets HTTP_PROXY, as from a host that passes
     // a Proxy: request header on (lighttpd itself drops it).
     const host = await startLighttpd(LIGHTTPD, {
-      aliases: { "/cgi-bin/example": EXAMPLE, "/cgi-bin/fixture": FIXTURE },
+      aliases: { "/app": EXAMPLE, "/cgi-bin/fixture": FIXTURE },
       extraConfig: (setenv) =>
         `$HTTP["url"] =~ "^/cgi-bin/fixture/proxied/" {\n  ${
           setenv({ HTTP_PROXY: proxy.url })
@@ -88,185 +80,36 @@ Deno.test({
       return { response, text: await response.text() };
     };
     try {
-      await t.step("GET /hi: the plain-text hello", async () => {
-        const { response, text } = await get("/cgi-bin/example/hi");
-        assert.equal(response.status, 200);
-        assert.equal(response.headers.get("content-type"), "text/plain");
-        assert.equal(response.headers.get("content-length"), "13");
-        assert.equal(text, "Hello world!\n");
+      await cgiExampleSteps(t, host, {
+        program: EXAMPLE,
+        // lighttpd passes no PATH_INFO: rebuilt as empty from REQUEST_URI.
+        bareMountPathInfo: "",
+        streams: true,
+        contentLength: true,
       });
-      await t.step(
-        "GET with a query string: SCRIPT_NAME and PATH_INFO as lighttpd sets them",
-        async () => {
-          const { response, text } = await get(
-            "/cgi-bin/example/hello/world?a=1&b=%C3%A9&c",
-          );
-          assert.equal(response.status, 200);
-          assert.equal(
-            response.headers.get("content-type"),
-            "application/json; charset=utf-8",
-          );
-          assert.equal(
-            response.headers.get("content-length"),
-            String(encodeLatin1(text).length),
-          );
-          assert.deepEqual(JSON.parse(text), {
-            method: "GET",
-            scriptName: "/cgi-bin/example",
-            pathInfo: "/hello/world",
-            queryString: "a=1&b=%C3%A9&c",
-            requestUri:
-              `${host.base}/cgi-bin/example/hello/world?a=1&b=%C3%A9&c`,
-            serverProtocol: "HTTP/1.1",
-            urlScheme: "http",
-            runOnce: true,
-          });
-        },
-      );
 
       await t.step(
-        "no PATH_INFO from lighttpd: rebuilt as empty from REQUEST_URI",
+        "raw UTF-8 bytes in the request target",
         async () => {
-          const { text } = await get("/cgi-bin/example");
-          const body = JSON.parse(text);
-          assert.equal(body.scriptName, "/cgi-bin/example");
-          assert.equal(body.pathInfo, "");
-        },
-      );
-
-      await t.step(
-        "non-ASCII paths arrive as latin-1 strings of their bytes",
-        async () => {
-          const utf8 = JSON.parse(
-            (await get("/cgi-bin/example/caf%C3%A9")).text,
-          );
-          assert.equal(utf8.pathInfo, "/caf\xc3\xa9");
-          // %E9 alone is not UTF-8: Deno drops PATH_INFO, REQUEST_URI restores it.
-          const latin1 = JSON.parse(
-            (await get("/cgi-bin/example/caf%E9")).text,
-          );
-          assert.equal(latin1.pathInfo, "/caf\xe9");
-          assert.equal(
-            latin1.requestUri,
-            `${host.base}/cgi-bin/example/caf%E9`,
-          );
-          // Raw UTF-8 bytes in the request target, which fetch would encode.
           const raw = await rawRequest(
             host.port,
-            encodeLatin1(
-              "GET /cgi-bin/example/\xe6\x97\xa5?x=\xc3\xa9 HTTP/1.0\r\nHost: test\r\n\r\n",
-            ),
+            "GET /app/\xe6\x97\xa5?x=\xc3\xa9 HTTP/1.0\r\nHost: test\r\n\r\n",
           );
           assert.match(raw, /^HTTP\/1\.0 200 OK\r\n/);
-          const body = JSON.parse(
-            new TextDecoder().decode(
-              encodeLatin1(raw.slice(raw.indexOf("\r\n\r\n") + 4)),
-            ),
-          );
+          const body = JSON.parse(rawBody(raw));
           assert.equal(body.pathInfo, "/\xe6\x97\xa5");
           assert.equal(body.serverProtocol, "HTTP/1.0");
         },
       );
 
-      await t.step("POST a small body", async () => {
-        const { response, text } = await get("/cgi-bin/example/echo", {
-          method: "POST",
-          body: "hello",
-        });
-        assert.equal(response.status, 200);
-        assert.deepEqual(JSON.parse(text), { length: 5, adler32: "062c0215" });
-      });
-
-      await t.step(
-        "POST 20 MB, read through wsgi.input in pieces",
-        async () => {
-          const body = new Uint8Array(20 * MIB);
-          for (let i = 0; i < body.length; i++) body[i] = i * 31 + (i >> 12);
-          const { response, text } = await get("/cgi-bin/example/echo", {
-            method: "POST",
-            body,
-          });
-          assert.equal(response.status, 200);
-          assert.deepEqual(JSON.parse(text), {
-            length: 20 * MIB,
-            adler32: adler32(body),
-          });
-        },
-      );
-
-      await t.step("GET on a POST route", async () => {
-        const { response, text } = await get("/cgi-bin/example/echo");
-        assert.equal(response.status, 405);
-        assert.equal(response.headers.get("allow"), "POST");
-        assert.equal(text, "");
-      });
-
-      await t.step("a streamed 20 MB response", async () => {
-        const response = await fetch(
-          `${host.base}/cgi-bin/example/download?bytes=${20 * MIB}`,
+      await t.step("the stack names the example's own file", async () => {
+        assert.match(
+          await host.errorLog(),
+          /Error: The \/error route always fails\n {4}at app \(file:\/\/\/.*examples\/cgi\.ts:\d+:\d+\)\n/,
         );
-        assert.equal(response.status, 200);
-        assert.equal(response.headers.get("content-length"), String(20 * MIB));
-        let offset = 0;
-        let chunks = 0;
-        let mismatch = -1;
-        for await (const chunk of response.body!) {
-          chunks++;
-          for (let i = 0; i < chunk.length && mismatch < 0; i++) {
-            if (chunk[i] !== (offset + i) % 251) mismatch = offset + i;
-          }
-          offset += chunk.length;
-        }
-        assert.equal(mismatch, -1);
-        assert.equal(offset, 20 * MIB);
-        assert.ok(chunks > 1);
       });
 
-      await t.step("the source through wsgi.file_wrapper", async () => {
-        const { text } = await get("/cgi-bin/example/source");
-        assert.equal(text, await Deno.readTextFile(EXAMPLE));
-      });
-
-      await t.step(
-        "an app that throws: 500 page, stack in the host's error log",
-        async () => {
-          const { response, text } = await get("/cgi-bin/example/error");
-          assert.equal(response.status, 500);
-          assert.equal(response.headers.get("content-type"), "text/plain");
-          assert.equal(text, ERROR_BODY);
-          const log = await host.errorLog();
-          assert.match(
-            log,
-            /Error: The \/error route always fails\n {4}at app \(file:\/\/\/.*examples\/cgi\.ts:\d+:\d+\)\n/,
-          );
-        },
-      );
-
-      for (
-        const [route, refused] of [
-          ["inject-status", "a status with CR LF"],
-          ["inject-value", "a header value with CR LF"],
-          ["inject-name", "a header name with CR LF"],
-          ["inject-later", "a line added to the list after startResponse"],
-          ["not-latin1", "a header value above latin-1"],
-          ["hop-by-hop", "a hop-by-hop header"],
-        ]
-      ) {
-        await t.step(`the app cannot inject headers: ${refused}`, async () => {
-          const raw = await rawRequest(
-            host.port,
-            encodeLatin1(
-              `GET /cgi-bin/fixture/${route} HTTP/1.0\r\nHost: test\r\n\r\n`,
-            ),
-          );
-          const end = raw.indexOf("\r\n\r\n");
-          const head = raw.slice(0, end);
-          assert.match(head, /^HTTP\/1\.0 500 Internal Server Error\r\n/);
-          assert.doesNotMatch(raw, /X-Injected|chunked|should not be sent/i);
-          assert.match(head, /\r\nContent-Type: text\/plain\r\n/);
-          assert.equal(raw.slice(end + 4), ERROR_BODY);
-        });
-      }
+      await injectionSteps(t, host, "/cgi-bin/fixture");
 
       await t.step(
         "httpoxy: a Proxy: request header does not redirect the app's fetch",
@@ -303,6 +146,144 @@ Deno.test({
       // Every CGI program answered through its handler: none crashed.
       assert.doesNotMatch(log, /Uncaught|error: /);
       assert.match(log, /server stopped/);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a bundled examples/cgi.ts alone in a fresh directory serves under lighttpd (docs/deploy/lighttpd-cgi.conf)",
+  ignore: IGNORE_LIGHTTPD,
+  async fn(t) {
+    assert.ok(LIGHTTPD, "lighttpd is required (WSGIREF_REQUIRE_LIGHTTPD=1)");
+    const deployed = await deployCgiBundle(null);
+    try {
+      let breakageLog = "";
+      const host = await startLighttpd(LIGHTTPD, {
+        config: (dir) => {
+          breakageLog = `${dir}/breakage.log`;
+          return deployConfig("lighttpd-cgi.conf", [
+            ["/usr/lib/cgi-bin/app.cgi.js", deployed.program],
+            [
+              "/usr/local/bin:/usr/bin:/bin",
+              `${deployed.binDir}:/usr/bin:/bin`,
+            ],
+            ["/var/cache/deno-cgi", deployed.denoDir],
+            ["/var/log/lighttpd/breakage.log", breakageLog],
+          ]);
+        },
+      });
+      try {
+        await cgiExampleSteps(
+          t,
+          // The recipe's breakage log is where the programs' stderr goes.
+          {
+            ...host,
+            errorLog: () => Deno.readTextFile(breakageLog).catch(() => ""),
+          },
+          {
+            program: deployed.program,
+            bareMountPathInfo: "",
+            streams: true,
+            contentLength: true,
+          },
+        );
+      } finally {
+        const log = await host.stop();
+        assert.doesNotMatch(log, /Uncaught|error: /);
+      }
+    } finally {
+      await deployed.remove();
+    }
+  },
+});
+
+/** The user fcgiwrap runs programs as: www-data, as Debian's service
+ * does, when the tests run as root. */
+function fcgiwrapCommand(socket: string): Deno.Command {
+  const args = ["-f", "-s", `unix:${socket}`];
+  const asRoot = Deno.uid() === 0 &&
+    /^www-data:/m.test(Deno.readTextFileSync("/etc/passwd"));
+  return asRoot
+    ? new Deno.Command("setpriv", {
+      args: [
+        "--reuid=www-data",
+        "--regid=www-data",
+        "--clear-groups",
+        FCGIWRAP!,
+        ...args,
+      ],
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      clearEnv: true,
+    })
+    : new Deno.Command(FCGIWRAP!, {
+      args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+      clearEnv: true,
+    });
+}
+
+Deno.test({
+  name:
+    "a bundled examples/cgi.ts alone in a fresh directory serves under nginx + fcgiwrap (docs/deploy/nginx-fcgiwrap.conf)",
+  ignore: IGNORE_NGINX,
+  async fn(t) {
+    assert.ok(NGINX && FCGIWRAP, "nginx and fcgiwrap are required");
+    const asWwwData = Deno.uid() === 0;
+    const deployed = await deployCgiBundle(asWwwData ? "www-data" : null);
+    // fcgiwrap's socket, in a directory www-data may write.
+    const socketDir = `${deployed.root}/run`;
+    await Deno.mkdir(socketDir);
+    await Deno.chmod(socketDir, 0o777);
+    const socket = `${socketDir}/fcgiwrap.socket`;
+    const fcgiwrap = fcgiwrapCommand(socket).spawn();
+    const fcgiwrapErrors = fcgiwrap.stderr.pipeThrough(new TextDecoderStream());
+    const fcgiwrapLog = (async () => {
+      let all = "";
+      for await (const text of fcgiwrapErrors) all += text;
+      return all;
+    })();
+    try {
+      for (let i = 0; i < 200; i++) {
+        try {
+          if (Deno.statSync(socket).isSocket) break;
+        } catch {
+          // Not yet there.
+        }
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      const host = await startNginx(NGINX, {
+        // What the recipe must set itself.
+        clientMaxBodySize: null,
+        server: deployConfig("nginx-fcgiwrap.conf", [
+          ["/usr/lib/cgi-bin/app.cgi.js", deployed.program],
+          ["/usr/local/bin:/usr/bin:/bin", `${deployed.binDir}:/usr/bin:/bin`],
+          ["/var/cache/deno-cgi", deployed.denoDir],
+          ["unix:/run/fcgiwrap.socket", `unix:${socket}`],
+        ]),
+      });
+      try {
+        await cgiExampleSteps(t, host, {
+          program: deployed.program,
+          bareMountPathInfo: "",
+          // fcgiwrap buffers a program's output (libfcgi's stream buffer).
+          streams: false,
+          contentLength: true,
+        });
+      } finally {
+        const log = await host.stop();
+        assert.doesNotMatch(log, /\[(alert|emerg)\]/);
+      }
+    } finally {
+      fcgiwrap.kill("SIGTERM");
+      await fcgiwrap.status;
+      const log = await fcgiwrapLog;
+      await deployed.remove();
+      assert.doesNotMatch(log, /error/i);
     }
   },
 });
