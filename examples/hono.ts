@@ -12,13 +12,15 @@
  *
  * Started by a web server as a CGI program (it is executable, and the web
  * server sets `GATEWAY_INTERFACE`), it answers that one request through
- * `CGIHandler`. `docs/fetch.md` has the web server set-ups.
+ * `CGIHandler`. `docs/fetch.md` bundles it into one file for a CGI
+ * directory, and serves it with the web server set-ups of `docs/deploy/`.
  *
- * Routes, below wherever it is mounted (`SCRIPT_NAME`: Hono sees the whole
- * path, so the routes are under `basePath`):
+ * Routes, below wherever the web server mounts it (`SCRIPT_NAME`, `/app`
+ * say: Hono routes on the path below it):
  *
  * - `GET /`: `Hello from Hono!`
- * - `GET /hello/:name`: `{ "hello": name }` as JSON.
+ * - `GET /hello/:name`: `{ "hello": name }` as JSON; `GET /hello`:
+ *   `{ "hello": "world" }`.
  * - `POST /echo`: the JSON body back, with status 201.
  * - `GET /whoami`: the client's address, from the environ (`c.env`).
  *
@@ -32,18 +34,35 @@ import { Hono } from "npm:hono@4";
 import { fromFetchHandler } from "@wsgi/wsgiref/fetch";
 import type { Environ } from "@wsgi/wsgiref/types";
 
-/** Where the app is mounted: a CGI program finds it in its environment,
- * and the gateway and `makeServer` serve it at the root. */
-const base = Deno.env.get("SCRIPT_NAME") ?? "";
+/**
+ * The path Hono routes on: the request's path less the mount point, as
+ * many segments as `SCRIPT_NAME` has (`/app/hello/x` at `/app` is
+ * `/hello/x`). So the app answers wherever the web server mounts it: a
+ * CGI program at `/app`, the FastCGI gateway at `/app` or at the root,
+ * `makeServer` at the root. Not strict about a final `/`, so that `/app`
+ * and `/app/` both reach `/`. The path stays percent-encoded, as in the
+ * URL (`c.req.param()` decodes it).
+ */
+function pathBelowMount(
+  request: Request,
+  options?: { env?: Environ },
+): string {
+  const mount = String(options?.env?.SCRIPT_NAME ?? "");
+  const segments = new URL(request.url).pathname.split("/");
+  const path = "/" + segments.slice(mount.split("/").length).join("/");
+  return path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
+}
 
-/** The Hono app; the environ of each request is its `c.env`. Not strict
- * about a final `/`, so that `/app` and `/app/` both reach `/`. */
+/** The Hono app; the environ of each request is its `c.env`. */
 export const hono: Hono<{ Bindings: Environ }> = new Hono<
   { Bindings: Environ }
->({ strict: false }).basePath(base);
+>({ getPath: pathBelowMount });
 
 hono.get("/", (c) => c.text("Hello from Hono!"));
-hono.get("/hello/:name", (c) => c.json({ hello: c.req.param("name") }));
+hono.get(
+  "/hello/:name?",
+  (c) => c.json({ hello: c.req.param("name") ?? "world" }),
+);
 hono.post("/echo", async (c) => c.json(await c.req.json(), 201));
 hono.get("/whoami", (c) => c.json({ address: c.env.REMOTE_ADDR ?? null }));
 

@@ -20,6 +20,7 @@ import {
   deployConfig,
   ignoreWithout,
 } from "./fixtures/deploy.ts";
+import { startApacheCgi } from "./fixtures/cgi_recipes.ts";
 import {
   cgiExampleSteps,
   fastcgiSteps,
@@ -92,19 +93,7 @@ Deno.test({
     const deployed = await deployCgiBundle(user);
     try {
       const program = deployed.program;
-      const host = await startApache(FOUND, {
-        modules: ["cgid"],
-        config: () =>
-          deployConfig("apache-cgi.conf", [
-            ["/usr/lib/cgi-bin/app.cgi.js", program],
-            ["/usr/lib/cgi-bin", program.slice(0, program.lastIndexOf("/"))],
-            [
-              "/usr/local/bin:/usr/bin:/bin",
-              `${deployed.binDir}:/usr/bin:/bin`,
-            ],
-            ["/var/cache/deno-cgi", deployed.denoDir],
-          ]),
-      });
+      const host = await startApacheCgi(FOUND, deployed);
       try {
         await cgiExampleSteps(t, host, {
           program,

@@ -16,14 +16,18 @@
 
 import assert from "node:assert/strict";
 import { findLighttpd, startLighttpd } from "./fixtures/lighttpd.ts";
-import { findNginx, startNginx } from "./fixtures/nginx.ts";
+import { findNginx } from "./fixtures/nginx.ts";
 import { startProxy } from "./fixtures/proxy.ts";
-import { findBinary } from "./fixtures/process.ts";
 import {
-  deployCgiBundle,
-  deployConfig,
-  ignoreWithout,
-} from "./fixtures/deploy.ts";
+  type Fcgiwrap,
+  findFcgiwrap,
+  startFcgiwrap,
+} from "./fixtures/fcgiwrap.ts";
+import { deployCgiBundle, ignoreWithout } from "./fixtures/deploy.ts";
+import {
+  startLighttpdCgi,
+  startNginxFcgiwrap,
+} from "./fixtures/cgi_recipes.ts";
 import {
   cgiExampleSteps,
   injectionSteps,
@@ -36,7 +40,7 @@ const FIXTURE = new URL("./fixtures/cgi_fixture.ts", import.meta.url).pathname;
 
 const LIGHTTPD = findLighttpd();
 const NGINX = findNginx();
-const FCGIWRAP = findBinary("fcgiwrap", ["/usr/sbin/fcgiwrap"]);
+const FCGIWRAP = findFcgiwrap();
 const IGNORE_LIGHTTPD = ignoreWithout(
   LIGHTTPD,
   "lighttpd",
@@ -158,36 +162,16 @@ Deno.test({
     assert.ok(LIGHTTPD, "lighttpd is required (WSGIREF_REQUIRE_LIGHTTPD=1)");
     const deployed = await deployCgiBundle(null);
     try {
-      let breakageLog = "";
-      const host = await startLighttpd(LIGHTTPD, {
-        config: (dir) => {
-          breakageLog = `${dir}/breakage.log`;
-          return deployConfig("lighttpd-cgi.conf", [
-            ["/usr/lib/cgi-bin/app.cgi.js", deployed.program],
-            [
-              "/usr/local/bin:/usr/bin:/bin",
-              `${deployed.binDir}:/usr/bin:/bin`,
-            ],
-            ["/var/cache/deno-cgi", deployed.denoDir],
-            ["/var/log/lighttpd/breakage.log", breakageLog],
-          ]);
-        },
-      });
+      const host = await startLighttpdCgi(LIGHTTPD, deployed);
       try {
-        await cgiExampleSteps(
-          t,
-          // The recipe's breakage log is where the programs' stderr goes.
-          {
-            ...host,
-            errorLog: () => Deno.readTextFile(breakageLog).catch(() => ""),
-          },
-          {
-            program: deployed.program,
-            bareMountPathInfo: "",
-            streams: true,
-            contentLength: true,
-          },
-        );
+        // Its errorLog() is the recipe's breakage log, where the programs'
+        // stderr goes.
+        await cgiExampleSteps(t, host, {
+          program: deployed.program,
+          bareMountPathInfo: "",
+          streams: true,
+          contentLength: true,
+        });
       } finally {
         const log = await host.stop();
         assert.doesNotMatch(log, /Uncaught|error: /);
@@ -198,74 +182,19 @@ Deno.test({
   },
 });
 
-/** The user fcgiwrap runs programs as: www-data, as Debian's service
- * does, when the tests run as root. */
-function fcgiwrapCommand(socket: string): Deno.Command {
-  const args = ["-f", "-s", `unix:${socket}`];
-  const asRoot = Deno.uid() === 0 &&
-    /^www-data:/m.test(Deno.readTextFileSync("/etc/passwd"));
-  return asRoot
-    ? new Deno.Command("setpriv", {
-      args: [
-        "--reuid=www-data",
-        "--regid=www-data",
-        "--clear-groups",
-        FCGIWRAP!,
-        ...args,
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-      clearEnv: true,
-    })
-    : new Deno.Command(FCGIWRAP!, {
-      args,
-      stdin: "null",
-      stdout: "null",
-      stderr: "piped",
-      clearEnv: true,
-    });
-}
-
 Deno.test({
   name:
     "a bundled examples/cgi.ts alone in a fresh directory serves under nginx + fcgiwrap (docs/deploy/nginx-fcgiwrap.conf)",
   ignore: IGNORE_NGINX,
   async fn(t) {
     assert.ok(NGINX && FCGIWRAP, "nginx and fcgiwrap are required");
-    const asWwwData = Deno.uid() === 0;
-    const deployed = await deployCgiBundle(asWwwData ? "www-data" : null);
-    // fcgiwrap's socket, in a directory www-data may write.
-    const socketDir = `${deployed.root}/run`;
-    await Deno.mkdir(socketDir);
-    await Deno.chmod(socketDir, 0o777);
-    const socket = `${socketDir}/fcgiwrap.socket`;
-    const fcgiwrap = fcgiwrapCommand(socket).spawn();
-    const fcgiwrapErrors = fcgiwrap.stderr.pipeThrough(new TextDecoderStream());
-    const fcgiwrapLog = (async () => {
-      let all = "";
-      for await (const text of fcgiwrapErrors) all += text;
-      return all;
-    })();
+    const deployed = await deployCgiBundle(
+      Deno.uid() === 0 ? "www-data" : null,
+    );
+    let fcgiwrap: Fcgiwrap | null = null;
     try {
-      for (let i = 0; i < 200; i++) {
-        try {
-          if (Deno.statSync(socket).isSocket) break;
-        } catch {
-          // Not yet there.
-        }
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-      const host = await startNginx(NGINX, {
-        // What the recipe must set itself.
-        clientMaxBodySize: null,
-        server: deployConfig("nginx-fcgiwrap.conf", [
-          ["/usr/lib/cgi-bin/app.cgi.js", deployed.program],
-          ["/usr/local/bin:/usr/bin:/bin", `${deployed.binDir}:/usr/bin:/bin`],
-          ["/var/cache/deno-cgi", deployed.denoDir],
-          ["unix:/run/fcgiwrap.socket", `unix:${socket}`],
-        ]),
-      });
+      fcgiwrap = await startFcgiwrap(FCGIWRAP, deployed.root);
+      const host = await startNginxFcgiwrap(NGINX, deployed, fcgiwrap.socket);
       try {
         await cgiExampleSteps(t, host, {
           program: deployed.program,
@@ -279,11 +208,9 @@ Deno.test({
         assert.doesNotMatch(log, /\[(alert|emerg)\]/);
       }
     } finally {
-      fcgiwrap.kill("SIGTERM");
-      await fcgiwrap.status;
-      const log = await fcgiwrapLog;
+      const log = await fcgiwrap?.stop();
       await deployed.remove();
-      assert.doesNotMatch(log, /error/i);
+      assert.doesNotMatch(log ?? "", /error/i);
     }
   },
 });

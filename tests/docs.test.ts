@@ -14,6 +14,7 @@
 
 import assert from "node:assert/strict";
 import {
+  blocksWith,
   type FencedBlock,
   fencedBlocks,
   markdownFiles,
@@ -36,11 +37,25 @@ const BLOCKS = PAGES.flatMap((file) =>
 );
 /** Pages other engineers are writing: links to them are allowed until
  * they exist. */
-const PENDING_PAGES = ["docs/fetch.md", "docs/fastcgi-spawned.md"];
+const PENDING_PAGES = ["docs/fastcgi-spawned.md"];
 const CONFIG_LANGS = ["nginx", "lighttpd", "apache", "ini"];
 const TS_RUNNERS = ["http", "fastcgi", "cgi"];
 const SH_PLACES = ["checkout", "project", "bundle", "ignore"];
 const FILE_ATTR = /^[\w-]+\.ts$/;
+/**
+ * What the program of each page's `bundle` block answers when run as a
+ * CGI program: the `PATH_INFO` it is given, and its whole output.
+ */
+const BUNDLED: Record<string, [string, string]> = {
+  "docs/cgi.md": [
+    "/hi",
+    "Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello world!\n",
+  ],
+  "docs/fetch.md": [
+    "/hello/world",
+    'Status: 200 OK\r\ncontent-type: application/json\r\ncontent-length: 17\r\n\r\n{"hello":"world"}',
+  ],
+};
 /** Commands of `checkout` blocks that CI runs itself (`.ci/run`). */
 const RUN_BY_CI = /^deno task (test|check)$/;
 /**
@@ -311,7 +326,7 @@ function servingCommand(
     rewritten = rewritten.replace(/--socket \S+/, `--socket ${tmp}/app.sock`);
   } else if (program[2]) {
     rewritten += " --port 0";
-  } else if (/examples\/hello\.ts$/.test(rewritten)) {
+  } else if (/examples\/(hello|hono)\.ts$/.test(rewritten)) {
     rewritten += " 0"; // its port argument
   }
   if (program[2] === "simple_server" && !/--host /.test(rewritten)) {
@@ -473,17 +488,26 @@ Deno.test("README.md and docs/: the sh commands run as written", async (t) => {
           prefix: "run-",
         });
         if (place === "bundle") {
+          // This block's own commands, with dist/ in a temporary directory.
+          const expected = BUNDLED[block.file];
+          assert.ok(expected, `${where(block)}: add it to BUNDLED`);
+          assert.equal(
+            blocksWith(block.file, "bundle")[0].line,
+            block.line,
+            `${where(block)}: one bundle block per page`,
+          );
           await Deno.mkdir(`${tmp}/dist`);
-          const program = await bundleCgiExample(`${tmp}/dist`);
+          const program = await bundleCgiExample(`${tmp}/dist`, block.file);
           const { code, stdout, stderr } = await bash(program, tmp, {
+            GATEWAY_INTERFACE: "CGI/1.1",
             REQUEST_METHOD: "GET",
-            PATH_INFO: "/hi",
+            PATH_INFO: expected[0],
+            SERVER_NAME: "localhost",
+            SERVER_PORT: "80",
+            SERVER_PROTOCOL: "HTTP/1.1",
           });
           assert.equal(code, 0, stderr);
-          assert.equal(
-            stdout,
-            "Status: 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\nHello world!\n",
-          );
+          assert.equal(stdout, expected[1]);
           return;
         }
         for (const command of shellCommands(block.content)) {

@@ -6,10 +6,18 @@
  * nginx, each time inside `validator()`; the round trip through
  * `toFetchHandler()`; and `examples/hono.ts`.
  *
+ * Then `docs/fetch.md` as a reader follows it, with the recipes of
+ * `docs/deploy/` (only ports and paths substituted): `examples/hono.ts`
+ * and the Hono fixture bundled by the page's commands, each deployed alone
+ * with an empty Deno cache under lighttpd, nginx + fcgiwrap and Apache
+ * mod_cgid; the page's gateway command behind nginx, lighttpd and Apache
+ * mod_proxy_fcgi; the page's CGI command and the output it shows.
+ *
  * Expected status lines, error pages and header blocks come from CPython:
  * `http.HTTPStatus` for reason phrases, wsgiref's `BaseCGIHandler` for the
- * CGI output and its error page. Without lighttpd or nginx the host's test
- * is ignored, unless `WSGIREF_REQUIRE_LIGHTTPD=1` or `WSGIREF_REQUIRE_NGINX=1`.
+ * CGI output and its error page. Without a host its tests are ignored,
+ * unless `WSGIREF_REQUIRE_LIGHTTPD=1`, `WSGIREF_REQUIRE_NGINX=1` or
+ * `WSGIREF_REQUIRE_APACHE=1`.
  */
 
 import assert from "node:assert/strict";
@@ -42,6 +50,21 @@ import { adler32, PATTERN } from "./fixtures/fastcgi_app.ts";
 import { freePort, waitFor } from "./fixtures/process.ts";
 import { findLighttpd, startLighttpd } from "./fixtures/lighttpd.ts";
 import { FASTCGI_PARAMS, findNginx, startNginx } from "./fixtures/nginx.ts";
+import { findApache, hasApacheModule, startApache } from "./fixtures/apache.ts";
+import { findFcgiwrap, startFcgiwrap } from "./fixtures/fcgiwrap.ts";
+import {
+  startApacheCgi,
+  startLighttpdCgi,
+  startNginxFcgiwrap,
+} from "./fixtures/cgi_recipes.ts";
+import {
+  deployCgiBundle,
+  deployConfig,
+  type DeployedCgi,
+  ignoreWithout,
+  shell,
+} from "./fixtures/deploy.ts";
+import { fencedBlocks, ROOT, shellCommands } from "./fixtures/markdown.ts";
 
 const MIB = 1024 * 1024;
 const encoder = new TextEncoder();
@@ -53,12 +76,39 @@ const CGI_ERROR_PAGE = "Status: 500 Internal Server Error\r\n" +
   "Content-Type: text/plain\r\nContent-Length: 59\r\n\r\n" + ERROR_BODY;
 const FIXTURE = new URL("./fixtures/fetch_app.ts", import.meta.url).pathname;
 const EXAMPLE = new URL("../examples/hono.ts", import.meta.url).pathname;
-const FASTCGI = new URL("../fastcgi.ts", import.meta.url).pathname;
 
 const LIGHTTPD = findLighttpd();
 const NGINX = findNginx();
-const REQUIRE_LIGHTTPD = Deno.env.get("WSGIREF_REQUIRE_LIGHTTPD") === "1";
-const REQUIRE_NGINX = Deno.env.get("WSGIREF_REQUIRE_NGINX") === "1";
+const APACHE = findApache();
+const IGNORE_LIGHTTPD = ignoreWithout(
+  LIGHTTPD,
+  "lighttpd",
+  "WSGIREF_REQUIRE_LIGHTTPD",
+  "lighttpd",
+);
+const FCGIWRAP = findFcgiwrap();
+const IGNORE_FCGIWRAP = ignoreWithout(
+  NGINX && FCGIWRAP,
+  "nginx or fcgiwrap",
+  "WSGIREF_REQUIRE_NGINX",
+  "nginx fcgiwrap",
+);
+const IGNORE_NGINX = ignoreWithout(
+  NGINX,
+  "nginx",
+  "WSGIREF_REQUIRE_NGINX",
+  "nginx",
+);
+const APACHE_FOUND =
+  APACHE !== null && ["cgid", "proxy", "proxy_fcgi"].every(hasApacheModule)
+    ? APACHE
+    : null;
+const IGNORE_APACHE = ignoreWithout(
+  APACHE_FOUND,
+  "Apache 2.4 with mod_proxy_fcgi and mod_cgid",
+  "WSGIREF_REQUIRE_APACHE",
+  "apache2",
+);
 
 // ------------------------------------------------------------- helpers
 
@@ -978,7 +1028,19 @@ interface Way {
    * a cut response (a CGI program can only stop: the host ends the
    * response as if complete). */
   cutsResponses: boolean;
+  /** Whether the host passes a response on while it is produced (fcgiwrap
+   * holds a program's small writes). */
+  streams: boolean;
+  /** Whether the host passes a small body's Content-Length on (Apache
+   * sends it chunked). */
+  contentLength: boolean;
+  /** Whether the app's URL keeps the host's port (Debian's
+   * `fastcgi_params` passes `HTTP_HOST` as `$host`, without it). */
+  hostPort: boolean;
 }
+
+/** How most ways in pass a response on. */
+const PASSES_ALL = { streams: true, contentLength: true, hostPort: true };
 
 /** Read a body to its end; a rejection as the error. */
 async function readAll(response: Response): Promise<Uint8Array | Error> {
@@ -1029,7 +1091,10 @@ async function exercise(t: Deno.TestContext, way: Way): Promise<void> {
     const { response, text } = await get("/users/42?fields=name,email");
     assert.equal(response.status, 200);
     assert.equal(response.headers.get("content-type"), "application/json");
-    assert.equal(response.headers.get("content-length"), String(text.length));
+    assert.equal(
+      response.headers.get("content-length"),
+      way.contentLength ? String(text.length) : null,
+    );
     assert.deepEqual(JSON.parse(text), {
       id: "42",
       fields: ["name", "email"],
@@ -1101,27 +1166,35 @@ async function exercise(t: Deno.TestContext, way: Way): Promise<void> {
     );
   });
 
-  await t.step("an event arrives while the next is produced", async () => {
-    const cancelled = way.stats?.cancelled["/events"] ?? 0;
-    const response = await fetch(`${way.url}/events?count=2&gap=60000`);
-    const reader = response.body!.pipeThrough(new TextDecoderStream())
-      .getReader();
-    let received = "";
-    // Bounded: a response held back until its end would take 60 s.
-    for (let i = 0; i < 10 && !received.endsWith("\n\n"); i++) {
-      const { done, value } = await within(reader.read(), 20_000, "event 1");
-      if (done) break;
-      received += value;
-    }
-    assert.equal(received, "event: tick\ndata: 1\nid: 1\n\n");
-    await reader.cancel();
-    if (way.stats !== null) {
-      await waitFor(
-        () => way.stats!.cancelled["/events"] === cancelled + 1,
-        "the event stream cancelled",
-        10_000,
-      );
-    }
+  await t.step({
+    name: "an event arrives while the next is produced",
+    ignore: !way.streams,
+    fn: async () => {
+      const cancelled = way.stats?.cancelled["/events"] ?? 0;
+      // A CGI program outlives a client that leaves (Apache lets it run
+      // until it next writes): a wait short enough for it to end by
+      // itself soon after, long enough to tell a held response.
+      const gap = way.stats === null ? 1500 : 60_000;
+      const response = await fetch(`${way.url}/events?count=2&gap=${gap}`);
+      const reader = response.body!.pipeThrough(new TextDecoderStream())
+        .getReader();
+      let received = "";
+      // Bounded: a response held back would arrive whole, after the gap.
+      for (let i = 0; i < 10 && !received.endsWith("\n\n"); i++) {
+        const { done, value } = await within(reader.read(), 20_000, "event 1");
+        if (done) break;
+        received += value;
+      }
+      assert.equal(received, "event: tick\ndata: 1\nid: 1\n\n");
+      await reader.cancel();
+      if (way.stats !== null) {
+        await waitFor(
+          () => way.stats!.cancelled["/events"] === cancelled + 1,
+          "the event stream cancelled",
+          10_000,
+        );
+      }
+    },
   });
 
   await t.step(
@@ -1152,8 +1225,9 @@ async function exercise(t: Deno.TestContext, way: Way): Promise<void> {
 
   await t.step("the environ as the handler's second argument", async () => {
     const { text } = await get("/env?x=1");
+    const url = way.hostPort ? way.url : way.url.replace(/:\d+(?=\/)/, "");
     assert.deepEqual(JSON.parse(text), {
-      url: `${way.url}/env?x=1`,
+      url: `${url}/env?x=1`,
       remoteAddr: "127.0.0.1",
       scriptName: way.mount,
     });
@@ -1221,6 +1295,7 @@ for (const kind of ["plain", "Hono"] as const) {
           log,
           stats,
           cutsResponses: true,
+          ...PASSES_ALL,
         });
       },
     );
@@ -1324,7 +1399,7 @@ Deno.test("toFetchHandler(fromFetchHandler(h)) answers as h does", async (t) => 
 Deno.test({
   name:
     "fromFetchHandler() serves the fetch handlers as CGI programs under lighttpd",
-  ignore: LIGHTTPD === null && !REQUIRE_LIGHTTPD,
+  ignore: IGNORE_LIGHTTPD,
   async fn(t) {
     assert.ok(LIGHTTPD, "lighttpd is required (WSGIREF_REQUIRE_LIGHTTPD=1)");
     for (const script of [FIXTURE, EXAMPLE]) {
@@ -1349,6 +1424,7 @@ Deno.test({
             log: () => host.errorLog(),
             stats: null,
             cutsResponses: false,
+            ...PASSES_ALL,
           });
         });
       }
@@ -1370,7 +1446,7 @@ Deno.test({
 
 Deno.test({
   name: "fromFetchHandler() serves the fetch handlers behind nginx (FastCGI)",
-  ignore: NGINX === null && !REQUIRE_NGINX,
+  ignore: IGNORE_NGINX,
   async fn(t) {
     assert.ok(NGINX, "nginx is required (WSGIREF_REQUIRE_NGINX=1)");
     const plain = makePlainHandler();
@@ -1417,6 +1493,7 @@ ${FASTCGI_PARAMS}
               log: () => host.errorLog(),
               stats,
               cutsResponses: true,
+              ...PASSES_ALL,
             });
           });
         }
@@ -1432,60 +1509,6 @@ ${FASTCGI_PARAMS}
       await serving;
       await gateway.serverClose();
     }
-  },
-});
-
-Deno.test({
-  name: "examples/hono.ts under `deno run -A fastcgi.ts` behind nginx",
-  ignore: NGINX === null && !REQUIRE_NGINX,
-  async fn() {
-    assert.ok(NGINX, "nginx is required (WSGIREF_REQUIRE_NGINX=1)");
-    const port = freePort();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", FASTCGI, EXAMPLE, "--port", String(port), "--quiet"],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const stderr = new Response(child.stderr).text();
-    const stdout = child.stdout.pipeThrough(new TextDecoderStream())
-      .getReader();
-    try {
-      let banner = "";
-      for (let i = 0; i < 100 && !banner.includes("\n"); i++) {
-        const { done, value } = await within(stdout.read(), 30_000, "banner");
-        if (done) break;
-        banner += value;
-      }
-      assert.equal(banner, `Serving FastCGI on 127.0.0.1 port ${port} ...\n`);
-      const host = await startNginx(NGINX, {
-        server: `
-    location / {
-      fastcgi_pass 127.0.0.1:${port};
-${FASTCGI_PARAMS}
-      fastcgi_param SCRIPT_NAME "";
-      fastcgi_param PATH_INFO $uri;
-    }`,
-      });
-      try {
-        const hello = await fetch(`${host.base}/hello/Zo%C3%AB`);
-        assert.deepEqual(await hello.json(), { hello: "Zoë" });
-        const echo = await fetch(`${host.base}/echo`, {
-          method: "POST",
-          body: '{"a":1}',
-        });
-        assert.equal(echo.status, 201);
-        assert.deepEqual(await echo.json(), { a: 1 });
-        const whoami = await fetch(`${host.base}/whoami`);
-        assert.deepEqual(await whoami.json(), { address: "127.0.0.1" });
-      } finally {
-        await host.stop();
-      }
-    } finally {
-      child.kill("SIGTERM");
-      await stdout.cancel();
-    }
-    assert.equal((await child.status).code, 0);
-    assert.equal(await stderr, "");
   },
 });
 
@@ -1519,25 +1542,294 @@ Deno.test("examples/hono.ts serves its app with makeServer and stops on Ctrl-C",
   assert.match(await stderr, /"GET \/hello\/caf%C3%A9 HTTP\/1\.1" 200 /);
 });
 
-Deno.test("docs/fetch.md: the CGI command prints the response the page shows", async () => {
-  const page = await Deno.readTextFile(
-    new URL("../docs/fetch.md", import.meta.url),
+// ------------------------------------------ docs/fetch.md, with docs/deploy/
+
+/** The checks of `examples/hono.ts` mounted at `/app` of a host. */
+async function exampleSteps(t: Deno.TestContext, base: string): Promise<void> {
+  const get = async (path: string, init?: RequestInit) => {
+    const response = await fetch(base + path, init);
+    return { status: response.status, text: await response.text() };
+  };
+  await t.step("examples/hono.ts at /app: its routes", async () => {
+    assert.deepEqual(await get("/app"), {
+      status: 200,
+      text: "Hello from Hono!",
+    });
+    assert.deepEqual(await get("/app/"), {
+      status: 200,
+      text: "Hello from Hono!",
+    });
+    assert.deepEqual(await get("/app/hello/Zo%C3%AB"), {
+      status: 200,
+      text: '{"hello":"Zoë"}',
+    });
+    assert.deepEqual(await get("/app/hello"), {
+      status: 200,
+      text: '{"hello":"world"}',
+    });
+    assert.deepEqual(
+      await get("/app/echo", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: '{"a":[1,"é"]}',
+      }),
+      { status: 201, text: '{"a":[1,"é"]}' },
+    );
+    assert.equal((await get("/app/nowhere")).status, 404);
+    assert.equal((await get("/apple")).status, 404);
+  });
+  await t.step("examples/hono.ts at /app: the environ as c.env", async () => {
+    assert.deepEqual(await get("/app/whoami"), {
+      status: 200,
+      text: '{"address":"127.0.0.1"}',
+    });
+  });
+}
+
+/** A web server started from a CGI recipe of `docs/deploy/`, running one
+ * deployed program at `/app`. */
+interface CgiRecipeHost {
+  /** `http://127.0.0.1:<port>`. */
+  base: string;
+  /** Where the program's stderr went, one line per line it wrote. */
+  errorLog(): Promise<string>;
+  /** Stop it (and fcgiwrap); the final logs. */
+  stop(): Promise<string>;
+}
+
+/** What differs between the CGI recipes, and how to start each. */
+const CGI_RECIPES: {
+  host: string;
+  file: string;
+  ignore: boolean;
+  passes: Pick<Way, "streams" | "contentLength" | "hostPort">;
+  start(deployed: DeployedCgi): Promise<CgiRecipeHost>;
+}[] = [
+  {
+    host: "lighttpd",
+    file: "lighttpd-cgi.conf",
+    ignore: IGNORE_LIGHTTPD,
+    passes: PASSES_ALL,
+    start: (deployed) => startLighttpdCgi(LIGHTTPD!, deployed),
+  },
+  {
+    host: "nginx + fcgiwrap",
+    file: "nginx-fcgiwrap.conf",
+    ignore: IGNORE_FCGIWRAP,
+    // fcgiwrap holds small writes; Debian's fastcgi_params drops the port.
+    passes: { streams: false, contentLength: true, hostPort: false },
+    async start(deployed) {
+      const fcgiwrap = await startFcgiwrap(FCGIWRAP!, deployed.root);
+      try {
+        const host = await startNginxFcgiwrap(
+          NGINX!,
+          deployed,
+          fcgiwrap.socket,
+        );
+        return {
+          ...host,
+          // nginx logs the lines of the program's stderr as fcgiwrap
+          // passes them, ending in CRLF.
+          errorLog: async () =>
+            (await host.errorLog()).replaceAll("\r\n", "\n"),
+          stop: async () => (await host.stop()) + await fcgiwrap.stop(),
+        };
+      } catch (error) {
+        await fcgiwrap.stop();
+        throw error;
+      }
+    },
+  },
+  {
+    host: "Apache mod_cgid",
+    file: "apache-cgi.conf",
+    ignore: IGNORE_APACHE,
+    passes: { streams: true, contentLength: false, hostPort: true },
+    async start(deployed) {
+      const host = await startApacheCgi(APACHE_FOUND!, deployed);
+      return {
+        ...host,
+        // Each line of a program's stderr, without Apache's prefix
+        // ("[time] [cgid:error] [pid] [client] AH01215: ") and suffix
+        // (": /path/of/the/program").
+        errorLog: async () =>
+          (await host.errorLog()).replace(
+            /^\[[^\n]*?AH01215: ([^\n]*?)(?:: \/\S+)?$/gm,
+            "$1",
+          ),
+      };
+    },
+  },
+];
+
+for (const recipe of CGI_RECIPES) {
+  Deno.test({
+    name:
+      `docs/fetch.md: examples/hono.ts and a Hono app, bundled by its commands, serve alone under ${recipe.host} (docs/deploy/${recipe.file})`,
+    ignore: recipe.ignore,
+    async fn(t) {
+      const user = Deno.uid() === 0 ? "www-data" : null;
+      // Each alone in a fresh directory, with an empty Deno cache: the
+      // bundle needs no npm package at run time.
+      for (
+        const source of [undefined, "tests/fixtures/fetch_app.ts"] as const
+      ) {
+        const deployed = await deployCgiBundle(user, "docs/fetch.md", source);
+        try {
+          const host = await recipe.start(deployed);
+          try {
+            if (source === undefined) await exampleSteps(t, host.base);
+            else {
+              await t.step("a Hono app, every route", async (t) => {
+                await exercise(t, {
+                  url: `${host.base}/app`,
+                  mount: "/app",
+                  log: () => host.errorLog(),
+                  stats: null,
+                  cutsResponses: false,
+                  ...recipe.passes,
+                });
+              });
+            }
+          } finally {
+            const log = await host.stop();
+            assert.doesNotMatch(
+              log,
+              /\[(alert|emerg|crit)\]|AssertionError|WSGIWarning/,
+            );
+          }
+        } finally {
+          await deployed.remove();
+        }
+      }
+    },
+  });
+}
+
+/**
+ * Run `docs/fetch.md`'s gateway command (`deno run -A fastcgi.ts
+ * examples/hono.ts`, from the repository root) on a free port, run `body`,
+ * then stop it as systemd would (SIGTERM): it must exit 0, having written
+ * nothing on stderr.
+ */
+async function withHonoGateway(
+  body: (port: number) => Promise<void>,
+): Promise<void> {
+  const [command] = fencedBlocks(
+    await Deno.readTextFile(`${ROOT}docs/fetch.md`),
+    "docs/fetch.md",
+  ).filter((block) => block.lang === "sh" && block.attrs[0] === "checkout")
+    .flatMap((block) => shellCommands(block.content))
+    .filter((command) => command.includes("fastcgi.ts examples/hono.ts"));
+  assert.equal(command, "deno run -A fastcgi.ts examples/hono.ts");
+  const port = freePort();
+  const child = shell(`exec ${command} --port ${port} --quiet`, ROOT)
+    .spawn();
+  const stderr = new Response(child.stderr).text();
+  const stdout = child.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  try {
+    let banner = "";
+    for (let i = 0; i < 100 && !banner.includes("\n"); i++) {
+      const { done, value } = await within(stdout.read(), 30_000, "banner");
+      if (done) break;
+      banner += value;
+    }
+    assert.equal(banner, `Serving FastCGI on 127.0.0.1 port ${port} ...\n`);
+    await body(port);
+  } finally {
+    try {
+      child.kill("SIGTERM");
+    } catch {
+      // It has exited: its status and stderr say why.
+    }
+    await stdout.cancel();
+  }
+  assert.equal((await child.status).code, 0);
+  assert.equal(await stderr, "");
+}
+
+/** The FastCGI recipes, each started in front of a gateway on `port`. */
+const FASTCGI_RECIPES: {
+  host: string;
+  file: string;
+  ignore: boolean;
+  start(port: number): Promise<{ base: string; stop(): Promise<string> }>;
+}[] = [
+  {
+    host: "nginx",
+    file: "nginx-fastcgi.conf",
+    ignore: IGNORE_NGINX,
+    start: (port) =>
+      startNginx(NGINX!, {
+        clientMaxBodySize: null,
+        site: (listen) =>
+          deployConfig("nginx-fastcgi.conf", [
+            ["listen 80;", `listen 127.0.0.1:${listen};`],
+            ["server 127.0.0.1:9000;", `server 127.0.0.1:${port};`],
+          ]),
+      }),
+  },
+  {
+    host: "lighttpd",
+    file: "lighttpd-fastcgi.conf",
+    ignore: IGNORE_LIGHTTPD,
+    start: (port) =>
+      startLighttpd(LIGHTTPD!, {
+        config: () =>
+          deployConfig("lighttpd-fastcgi.conf", [
+            [`"port" => 9000,`, `"port" => ${port},`],
+          ]),
+      }),
+  },
+  {
+    host: "Apache mod_proxy_fcgi",
+    file: "apache-fastcgi.conf",
+    ignore: IGNORE_APACHE,
+    start: (port) =>
+      startApache(APACHE_FOUND!, {
+        modules: ["proxy", "proxy_fcgi"],
+        config: () =>
+          deployConfig("apache-fastcgi.conf", [
+            ["fcgi://127.0.0.1:9000", `fcgi://127.0.0.1:${port}`],
+          ]),
+      }),
+  },
+];
+
+for (const recipe of FASTCGI_RECIPES) {
+  Deno.test({
+    name:
+      `docs/fetch.md: examples/hono.ts under \`deno run -A fastcgi.ts\` serves behind ${recipe.host} (docs/deploy/${recipe.file})`,
+    ignore: recipe.ignore,
+    async fn(t) {
+      await withHonoGateway(async (port) => {
+        const host = await recipe.start(port);
+        try {
+          await exampleSteps(t, host.base);
+        } finally {
+          const log = await host.stop();
+          assert.doesNotMatch(log, /\[(alert|emerg|crit)\]/);
+        }
+      });
+    },
+  });
+}
+
+Deno.test("docs/fetch.md: the CGI command prints the response its comments show", async () => {
+  const [block] = fencedBlocks(
+    await Deno.readTextFile(`${ROOT}docs/fetch.md`),
+    "docs/fetch.md",
+  ).filter((block) =>
+    block.lang === "sh" && block.content.includes("GATEWAY_INTERFACE=")
   );
-  const command = /```sh\n(REQUEST_METHOD=GET GATEWAY_INTERFACE=[^]*?)```/
-    .exec(page)?.[1];
-  const shown = /It prints the response[^]*?```text\n([^]*?)```/.exec(page)
-    ?.[1];
-  assert.ok(command && shown, "the blocks are on the page");
-  const { code, stdout, stderr } = await new Deno.Command("sh", {
-    args: ["-c", command],
-    cwd: new URL("..", import.meta.url).pathname,
-    env: { PATH: Deno.env.get("PATH") ?? "" },
-  }).output();
+  assert.ok(block, "the block is on the page");
+  const [command, ...others] = shellCommands(block.content);
+  assert.deepEqual(others, []);
+  // The comments after the command, one line each, ending in CRLF.
+  const shown = block.content.split("\n").filter((line) => line.startsWith("#"))
+    .map((line) => line.replace(/^# ?/, ""));
+  const { code, stdout, stderr } = await shell(command, ROOT).output();
   assert.equal(code, 0, decoder.decode(stderr));
-  // The page shows the header lines without their CR.
-  const [head, body] = shown.split("\n\n");
-  assert.equal(
-    decoder.decode(stdout),
-    head.replaceAll("\n", "\r\n") + "\r\n\r\n" + body.replace(/\n$/, ""),
-  );
+  assert.equal(decoder.decode(stdout), shown.join("\r\n"));
 });
