@@ -86,6 +86,34 @@ import {
   serveUntilStopped,
 } from "./_program.ts";
 import {
+  ABORT_REQUEST,
+  BEGIN_REQUEST,
+  decodePairs,
+  encodePairs,
+  endRequestRecord,
+  frame,
+  GET_VALUES,
+  GET_VALUES_RESULT,
+  HEADER_SIZE,
+  KEEP_CONN,
+  OVERLOADED,
+  PARAMS,
+  paramsToEnviron,
+  ProtocolError,
+  putEndRequest,
+  putHeader,
+  record,
+  RecordReader,
+  releaseFrame,
+  REQUEST_COMPLETE,
+  RESPONDER,
+  STDERR,
+  STDIN,
+  STDOUT,
+  UNKNOWN_ROLE,
+  UNKNOWN_TYPE,
+} from "./_fastcgi_record.ts";
+import {
   closeResult,
   decodeLatin1,
   isThenable,
@@ -98,33 +126,6 @@ import {
   typeName,
 } from "./_internal.ts";
 
-// Record types, roles, flags and statuses of the FastCGI 1.0 specification.
-const FCGI_VERSION_1 = 1;
-const BEGIN_REQUEST = 1;
-const ABORT_REQUEST = 2;
-const END_REQUEST = 3;
-const PARAMS = 4;
-const STDIN = 5;
-const STDOUT = 6;
-const STDERR = 7;
-const GET_VALUES = 9;
-const GET_VALUES_RESULT = 10;
-const UNKNOWN_TYPE = 11;
-const RESPONDER = 1;
-const KEEP_CONN = 1;
-const REQUEST_COMPLETE = 0;
-const OVERLOADED = 2;
-const UNKNOWN_ROLE = 3;
-
-const HEADER_SIZE = 8;
-/** The most content one record carries (its length field has 16 bits). */
-const MAX_CONTENT = 65535;
-/** The largest record: header, content, padding. */
-const MAX_RECORD = HEADER_SIZE + MAX_CONTENT + 255;
-/** A connection's read buffer to begin with; it grows for large records. */
-const INITIAL_READ_SIZE = 16 * 1024;
-/** The read buffer once a connection carries large records (bodies). */
-const LARGE_READ_SIZE = 4 * MAX_RECORD;
 /** Queued output bytes per connection over which a response waits. */
 const HIGH_WATER = 256 * 1024;
 /** Queued records up to this many bytes together are joined into one
@@ -137,197 +138,6 @@ const LINGER_MS = 2000;
 const DEFAULT_MAX_CONNECTIONS = 1024;
 const DEFAULT_MAX_REQUESTS = 1024;
 const DEFAULT_MAX_PARAMS_SIZE = 256 * 1024;
-
-/** A name-value pair's length at `at`: 1 byte, or 4 with the high bit set;
- * `-1` when the bytes end first. */
-function pairLength(bytes: Uint8Array, at: number): [number, number] {
-  if (at >= bytes.length) return [-1, at];
-  const first = bytes[at];
-  if (first < 0x80) return [first, at + 1];
-  if (at + 4 > bytes.length) return [-1, at];
-  const length = ((first & 0x7f) * 0x1000000) +
-    (bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3]);
-  return [length, at + 4];
-}
-
-/** Decode FastCGI name-value pairs; `null` when they are malformed. */
-function decodePairs(
-  bytes: Uint8Array,
-  onPair: (name: Uint8Array, value: Uint8Array) => void,
-): boolean {
-  let at = 0;
-  while (at < bytes.length) {
-    const [nameLength, afterName] = pairLength(bytes, at);
-    if (nameLength < 0) return false;
-    const [valueLength, start] = pairLength(bytes, afterName);
-    if (valueLength < 0) return false;
-    const end = start + nameLength + valueLength;
-    if (end > bytes.length) return false;
-    onPair(
-      bytes.subarray(start, start + nameLength),
-      bytes.subarray(start + nameLength, end),
-    );
-    at = end;
-  }
-  return true;
-}
-
-/**
- * The request's parameters as an environ; `null` when malformed. Names and
- * values become latin-1 strings, one char per byte, as PEP 3333 wants
- * them. `HTTP_CONTENT_TYPE` and `HTTP_CONTENT_LENGTH`, which nginx passes
- * along with the other request headers, are left out: their values are
- * `CONTENT_TYPE` and `CONTENT_LENGTH` (the first fills a missing
- * `CONTENT_TYPE`).
- */
-function paramsToEnviron(bytes: Uint8Array): Record<string, string> | null {
-  const environ: Record<string, string> = {};
-  let headerType: string | undefined;
-  const ok = decodePairs(bytes, (nameBytes, valueBytes) => {
-    const name = decodeLatin1(nameBytes);
-    const value = decodeLatin1(valueBytes);
-    if (name === "HTTP_CONTENT_TYPE") headerType = value;
-    // An own "__proto__" key would become the prototype when the handler
-    // copies the environ.
-    else if (name !== "HTTP_CONTENT_LENGTH" && name !== "__proto__") {
-      environ[name] = value;
-    }
-  });
-  if (headerType !== undefined && !("CONTENT_TYPE" in environ)) {
-    environ.CONTENT_TYPE = headerType;
-  }
-  return ok ? environ : null;
-}
-
-/** Encode name-value pairs (ASCII names and values). */
-function encodePairs(pairs: [string, string][]): Uint8Array {
-  const parts: number[] = [];
-  for (const [name, value] of pairs) {
-    for (const length of [name.length, value.length]) {
-      if (length < 0x80) parts.push(length);
-      else {
-        parts.push(
-          0x80 | (length >>> 24),
-          (length >>> 16) & 0xff,
-          (length >>> 8) & 0xff,
-          length & 0xff,
-        );
-      }
-    }
-    for (const text of [name, value]) {
-      for (let i = 0; i < text.length; i++) parts.push(text.charCodeAt(i));
-    }
-  }
-  return Uint8Array.from(parts);
-}
-
-/** Write a record header at `at`; the padding keeps records 8-aligned. */
-function putHeader(
-  out: Uint8Array,
-  at: number,
-  type: number,
-  id: number,
-  length: number,
-  padding: number,
-): void {
-  out[at] = FCGI_VERSION_1;
-  out[at + 1] = type;
-  out[at + 2] = id >>> 8;
-  out[at + 3] = id & 0xff;
-  out[at + 4] = length >>> 8;
-  out[at + 5] = length & 0xff;
-  out[at + 6] = padding;
-  out[at + 7] = 0;
-}
-
-function paddingOf(length: number): number {
-  return (8 - (length & 7)) & 7;
-}
-
-/** Buffers that frames of at least `POOL_MIN` bytes (response chunks)
- * are built in, reused once written: a long stream makes no garbage. */
-const FRAME_POOL: Uint8Array[] = [];
-const POOLED = new WeakSet<ArrayBufferLike>();
-const POOL_MIN = 16 * 1024;
-const POOL_BUFFER_SIZE = 128 * 1024;
-const POOL_LIMIT = 16;
-
-/** A buffer for `size` bytes of records: a pooled one when it fits. */
-function frameBuffer(size: number): Uint8Array {
-  if (size < POOL_MIN || size > POOL_BUFFER_SIZE) return new Uint8Array(size);
-  let buffer = FRAME_POOL.pop();
-  if (buffer === undefined) {
-    buffer = new Uint8Array(POOL_BUFFER_SIZE);
-    POOLED.add(buffer.buffer);
-  }
-  return buffer.subarray(0, size);
-}
-
-/** Give a written frame's buffer back to the pool. */
-function releaseFrame(frame: Uint8Array): void {
-  if (POOLED.has(frame.buffer) && FRAME_POOL.length < POOL_LIMIT) {
-    FRAME_POOL.push(new Uint8Array(frame.buffer));
-  }
-}
-
-/**
- * `data` as records of `type` (at most `MAX_CONTENT` bytes of content
- * each, padded to a multiple of 8), copied into one buffer; nothing for
- * empty `data`.
- */
-function frame(type: number, id: number, data: Uint8Array): Uint8Array {
-  let size = 0;
-  for (let left = data.length; left > 0; left -= MAX_CONTENT) {
-    const length = Math.min(left, MAX_CONTENT);
-    size += HEADER_SIZE + length + paddingOf(length);
-  }
-  const out = frameBuffer(size);
-  let at = 0;
-  for (let offset = 0; offset < data.length; offset += MAX_CONTENT) {
-    const length = Math.min(data.length - offset, MAX_CONTENT);
-    const padding = paddingOf(length);
-    putHeader(out, at, type, id, length, padding);
-    out.set(data.subarray(offset, offset + length), at + HEADER_SIZE);
-    // Padding bytes are left as they are: hosts skip them.
-    at += HEADER_SIZE + length + padding;
-  }
-  return out;
-}
-
-/** An `END_REQUEST` record at `at`. */
-function putEndRequest(
-  out: Uint8Array,
-  at: number,
-  id: number,
-  appStatus: number,
-  protocolStatus: number,
-): void {
-  putHeader(out, at, END_REQUEST, id, 8, 0);
-  out[at + 8] = appStatus >>> 24;
-  out[at + 9] = (appStatus >>> 16) & 0xff;
-  out[at + 10] = (appStatus >>> 8) & 0xff;
-  out[at + 11] = appStatus & 0xff;
-  out[at + 12] = protocolStatus;
-}
-
-function endRequestRecord(
-  id: number,
-  appStatus: number,
-  protocolStatus: number,
-): Uint8Array {
-  const out = new Uint8Array(HEADER_SIZE + 8);
-  putEndRequest(out, 0, id, appStatus, protocolStatus);
-  return out;
-}
-
-/** A management or request record with the given content. */
-function record(type: number, id: number, content: Uint8Array): Uint8Array {
-  const padding = paddingOf(content.length);
-  const out = new Uint8Array(HEADER_SIZE + content.length + padding);
-  putHeader(out, 0, type, id, content.length, padding);
-  out.set(content, HEADER_SIZE);
-  return out;
-}
 
 /** The error a response ends with when the host no longer wants it. */
 function requestAborted(): Error {
@@ -343,14 +153,6 @@ function isHostGone(error: unknown): boolean {
     error instanceof Deno.errors.ConnectionAborted ||
     error instanceof Deno.errors.BadResource ||
     error instanceof Deno.errors.Interrupted;
-}
-
-/** Why a record stream cannot be read any further. */
-class ProtocolError extends Error {
-  constructor(message: string) {
-    super(`Cannot read a FastCGI record: ${message}`);
-    this.name = "ProtocolError";
-  }
 }
 
 /**
@@ -861,9 +663,7 @@ class Connection {
   readonly #conn: Deno.Conn;
   readonly peer: string;
   readonly #requests = new Map<number, RequestState>();
-  #buffer = new Uint8Array(INITIAL_READ_SIZE);
-  #start = 0;
-  #end = 0;
+  readonly #reader = new RecordReader();
   // The output queue.
   #queue: Uint8Array[] = [];
   #queued = 0;
@@ -985,19 +785,21 @@ class Connection {
 
   /** Read and answer records until the connection ends. */
   async serve(): Promise<void> {
+    const reader = this.#reader;
     try {
       for (;;) {
-        if (this.#start === this.#end) this.#start = this.#end = 0;
-        this.#makeRoom();
-        const n = await this.#conn.read(this.#buffer.subarray(this.#end));
+        const n = await this.#conn.read(reader.room());
         if (n === null) break;
         if (this.#finishing) {
           // Half-closed: nothing more can be answered.
-          this.#start = this.#end = 0;
+          reader.clear();
           continue;
         }
-        this.#end += n;
-        this.#parse();
+        reader.filled(n);
+        // Nothing after the last request of a connection that is closing.
+        while (!this.#closed && !this.#finishing && reader.next()) {
+          this.#record(reader.type, reader.id, reader.content);
+        }
         if (this.#closed) return;
       }
     } catch (error) {
@@ -1012,11 +814,9 @@ class Connection {
     }
     this.#readEnded = true;
     if (this.#closed) return;
-    if (this.#start !== this.#end && !this.#finishing) {
+    if (reader.pending > 0 && !this.#finishing) {
       this.#note(
-        `Cannot read a FastCGI record: the connection ended inside one, after ${
-          this.#end - this.#start
-        } bytes`,
+        `Cannot read a FastCGI record: the connection ended inside one, after ${reader.pending} bytes`,
       );
     }
     // The host closed the connection: FastCGI's way to abort every request
@@ -1025,66 +825,8 @@ class Connection {
     this.close();
   }
 
-  /**
-   * Make room at the end of the buffer for the rest of the record under way
-   * (all of it, once its header is in). The buffer starts small, which
-   * most requests fit in, and grows once for a record that does not: large
-   * bodies then come in large reads.
-   */
-  #makeRoom(): void {
-    const buffer = this.#buffer;
-    const used = this.#end - this.#start;
-    let need = HEADER_SIZE;
-    if (used >= HEADER_SIZE) {
-      const at = this.#start;
-      need += (buffer[at + 4] << 8 | buffer[at + 5]) + buffer[at + 6];
-    }
-    if (need > buffer.length) {
-      const larger = new Uint8Array(LARGE_READ_SIZE);
-      larger.set(buffer.subarray(this.#start, this.#end));
-      this.#buffer = larger;
-      this.#start = 0;
-      this.#end = used;
-    } else if (buffer.length - this.#start < need) {
-      buffer.copyWithin(0, this.#start, this.#end);
-      this.#start = 0;
-      this.#end = used;
-    }
-  }
-
-  /** Handle every whole record in the buffer. */
-  #parse(): void {
-    const buffer = this.#buffer;
-    // Nothing after the last request of a connection that is closing.
-    while (
-      this.#end - this.#start >= HEADER_SIZE && !this.#closed &&
-      !this.#finishing
-    ) {
-      const at = this.#start;
-      const version = buffer[at];
-      if (version !== FCGI_VERSION_1) {
-        throw new ProtocolError(
-          `version ${version} is not ${FCGI_VERSION_1} (a record header starts with ${
-            quote(decodeLatin1(buffer.subarray(at, at + HEADER_SIZE)))
-          })`,
-        );
-      }
-      const type = buffer[at + 1];
-      const id = buffer[at + 2] << 8 | buffer[at + 3];
-      const length = buffer[at + 4] << 8 | buffer[at + 5];
-      const total = HEADER_SIZE + length + buffer[at + 6];
-      if (this.#end - at < total) return;
-      this.#start = at + total;
-      // The content is a view into the read buffer: whatever is kept is
-      // copied.
-      this.#record(
-        type,
-        id,
-        buffer.subarray(at + HEADER_SIZE, at + HEADER_SIZE + length),
-      );
-    }
-  }
-
+  /** One record; its content is a view into the read buffer: whatever is
+   * kept is copied. */
   #record(type: number, id: number, content: Uint8Array): void {
     if (id === 0) {
       this.#management(type, content);
