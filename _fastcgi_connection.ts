@@ -4,8 +4,21 @@
  * handler once its body is in, and writes the records of every response
  * through one output queue, so records of interleaved requests never mix.
  * Built on the codec of `_fastcgi_record.ts`; `fastcgi.ts` makes one
- * `Connection` for each connection its listener accepts. Not exported by
- * `deno.json`.
+ * `Connection` for each connection its listener accepts. A connection
+ * reads and writes through a `ByteStream` (a `Deno.Conn` is one), so the
+ * tests can drive it with in-memory bytes. Not exported by `deno.json`.
+ *
+ * @example How connections are named in the log
+ * ```ts
+ * import { peerName } from "./_fastcgi_connection.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(
+ *   peerName({ transport: "tcp", hostname: "127.0.0.1", port: 4711 }),
+ *   "127.0.0.1:4711",
+ * );
+ * assert.equal(peerName({ transport: "unix", path: "" }), "unix:-");
+ * ```
  *
  * @module
  */
@@ -73,6 +86,45 @@ export function isHostGone(error: unknown): boolean {
     error instanceof Deno.errors.BadResource ||
     error instanceof Deno.errors.Interrupted;
 }
+
+/**
+ * The bytes of one host connection, all a `Connection` does with them (as
+ * Go's FastCGI child works over an `io.ReadWriteCloser`). A `Deno.Conn` is
+ * one as it is; so is the adapter over a `node:net` socket for inherited
+ * listeners, and an in-memory pipe in the tests.
+ */
+export interface ByteStream {
+  /** Read into `p`: the bytes read, `null` at the end of the stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Write from `p`: the bytes written, maybe fewer than `p.length`. */
+  write(p: Uint8Array): Promise<number>;
+  /** Release the stream; a pending `read()` then rejects or ends. */
+  close(): void;
+  /** Shut down the sending side only; without it, `close()` is used. */
+  closeWrite?(): Promise<void>;
+}
+
+/**
+ * How a peer is named in the log: `host:port`, or `unix:path` (`unix:-`
+ * for a client socket with no name).
+ *
+ * @param addr The remote address of a connection.
+ */
+export function peerName(addr: Deno.Addr): string {
+  return addr.transport === "tcp" || addr.transport === "udp"
+    ? `${addr.hostname}:${addr.port}`
+    : `unix:${(addr as Deno.UnixAddr).path || "-"}`;
+}
+
+/**
+ * For each server, how it serves a stream that no listener accepted, as
+ * it serves those its listener accepts: the protocol tests hand servers
+ * in-memory streams through it.
+ */
+export const OPEN_STREAM: WeakMap<
+  object,
+  (stream: ByteStream, peer: string) => void
+> = new WeakMap();
 
 /** An error's stack, or its string form. */
 export function describe(error: unknown): string {
@@ -260,7 +312,8 @@ export interface ServerCore {
  */
 export class Connection {
   readonly #core: ServerCore;
-  readonly #conn: Deno.Conn;
+  readonly #conn: ByteStream;
+  /** The host's address, for the log. */
   readonly peer: string;
   readonly #requests = new Map<number, RequestState>();
   readonly #reader = new RecordReader();
@@ -280,13 +333,15 @@ export class Connection {
   readonly done: Promise<void>;
   #markDone!: () => void;
 
-  constructor(core: ServerCore, conn: Deno.Conn) {
+  /**
+   * @param core What the connections of the server share.
+   * @param conn The connection's bytes.
+   * @param peer The host's address, for the log (see `peerName`).
+   */
+  constructor(core: ServerCore, conn: ByteStream, peer: string) {
     this.#core = core;
     this.#conn = conn;
-    const addr: Deno.Addr = conn.remoteAddr;
-    this.peer = addr.transport === "tcp" || addr.transport === "udp"
-      ? `${addr.hostname}:${addr.port}`
-      : `unix:${(addr as Deno.UnixAddr).path || "-"}`;
+    this.peer = peer;
     this.done = new Promise((resolve) => this.#markDone = resolve);
   }
 
@@ -830,8 +885,13 @@ export class Connection {
       this.close();
       return;
     }
+    const conn = this.#conn;
+    if (conn.closeWrite === undefined) {
+      this.close();
+      return;
+    }
     try {
-      this.#conn.closeWrite().catch(() => this.close());
+      conn.closeWrite().catch(() => this.close());
     } catch {
       this.close();
       return;

@@ -83,9 +83,12 @@ import {
 } from "./_program.ts";
 import { encodePairs } from "./_fastcgi_record.ts";
 import {
+  type ByteStream,
   Connection,
   describe,
+  OPEN_STREAM,
   type Outcome,
+  peerName,
   requestAborted,
   type ServerCore,
 } from "./_fastcgi_connection.ts";
@@ -723,6 +726,7 @@ export class FastCGIServer {
       this.serverPort = addr.port;
     }
     this.#stopped = new Promise((resolve) => this.#stopServing = resolve);
+    OPEN_STREAM.set(this, (stream, peer) => this.#open(stream, peer));
     this.#core = {
       limits: {
         spoolThreshold: this.spoolThreshold,
@@ -840,15 +844,20 @@ export class FastCGIServer {
         conn.close();
         break;
       }
-      this.#accepted++;
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-      const connection = new Connection(core, conn);
-      this.#connections.add(connection);
-      connection.serve().catch((error) => {
-        this.#log(`Cannot serve: ${describe(error)}`, connection.peer);
-        connection.close();
-      });
+      this.#open(conn, peerName(conn.remoteAddr));
     }
+  }
+
+  /** Serve a host connection. */
+  #open(stream: ByteStream, peer: string): void {
+    this.#accepted++;
+    const connection = new Connection(this.#core, stream, peer);
+    this.#connections.add(connection);
+    connection.serve().catch((error) => {
+      this.#log(`Cannot serve: ${describe(error)}`, connection.peer);
+      connection.close();
+    });
   }
 
   /**
