@@ -238,35 +238,72 @@ class RequestErrors implements ErrorStream {
   }
 }
 
-/** Where a request is in its input: its parameters, its body, or past
- * them (the handler runs). */
-const Phase = { Params: 0, Stdin: 1, Started: 2 } as const;
+/**
+ * Where a request is, from `BEGIN_REQUEST` to its end:
+ *
+ * - `params`: its `PARAMS` records are gathered.
+ * - `body`: its parameters are in (the environ is made); its `STDIN`
+ *   records are spooled.
+ * - `running`: its input is complete, and its handler answers.
+ * - `refusing`: the gateway answers it itself (4xx), while the rest of its
+ *   input is read and thrown away.
+ * - `draining`: its response is over; the rest of its input is thrown
+ *   away.
+ * - `ended`: its response is over and its input too; it has left the
+ *   connection's table (a handler still running learns so).
+ *
+ * The transitions are listed on `Connection`.
+ */
+type RequestState =
+  | "params"
+  | "body"
+  | "running"
+  | "refusing"
+  | "draining"
+  | "ended";
 
-/** One request on a connection, from `BEGIN_REQUEST` to its end. */
-class RequestState {
+/**
+ * How a request's response ends, one word each:
+ *
+ * - `complete`: all of it sent, then the end of `STDOUT` (and `STDERR`)
+ *   and `END_REQUEST` with application status 0.
+ * - `cut`: it stopped after bytes had left (the application failed): an
+ *   `END_REQUEST` with status 1 where other requests share the connection,
+ *   else the connection closes without one, as a CGI program that died.
+ * - `aborted`: the host sent `ABORT_REQUEST`: the response stops, and
+ *   `END_REQUEST` with status 1 answers.
+ * - `dropped`: the connection is gone: the response stops, nothing is
+ *   sent.
+ */
+type RequestEnd = "complete" | "cut" | "aborted" | "dropped";
+
+/** One request on a connection. Which fields hold what depends on its
+ * `state`. */
+class Request {
   readonly id: number;
   readonly output: RequestOutput;
   readonly errors: RequestErrors;
-  phase: number = Phase.Params;
+  state: RequestState = "params";
+  /** `params`: the `PARAMS` content so far (copies). */
   params: Uint8Array[] = [];
   paramsLength = 0;
+  /** From `body` on: the CGI variables (`null` if they never came). */
   environ: Record<string, string> | null = null;
-  /** `CONTENT_LENGTH`, or -1 when unknown. */
+  /** `body`: `CONTENT_LENGTH`, or -1 when unknown. */
   expected = -1;
+  /** `body`: the body so far (`null` until its first byte). */
   spool: BodySpool | null = null;
-  /** Whether the host has sent all it will for this request. */
-  inputDone = false;
-  /** Whether `PARAMS` and `STDIN` records are thrown away (refused). */
-  discarding = false;
-  /** Whether the response is over (`END_REQUEST` sent, or abandoned). */
-  responded = false;
+  /** `running`, `refusing`: the handler that answers. */
   handler: RequestHandler | null = null;
-  logged = false;
+  /** When its last input record came (`Date.now()`), for a timeout on
+   * hosts that stop sending in the middle of a request. */
+  lastInput: number;
 
-  constructor(connection: Connection, id: number) {
+  constructor(connection: Connection, id: number, now: number) {
     this.id = id;
     this.output = new RequestOutput(connection, id);
     this.errors = new RequestErrors(connection, id);
+    this.lastInput = now;
   }
 }
 
@@ -309,13 +346,42 @@ export interface ServerCore {
  * One host connection: reads records as they come (split anywhere), runs
  * each request, and writes the records of every response through one
  * queue, so records of interleaved requests never mix.
+ *
+ * Each request goes through these states (`RequestState`):
+ *
+ * ```text
+ * BEGIN_REQUEST  → params
+ * params   — empty PARAMS                                → body
+ *          — PARAMS over maxParamsSize, malformed pairs,
+ *            a CONTENT_LENGTH that cannot be             → refusing
+ * body     — empty STDIN                                 → running (the app)
+ *          — empty STDIN short of CONTENT_LENGTH         → running (a 400)
+ *          — STDIN past CONTENT_LENGTH or maxBodySize,
+ *            a spool that fails                          → refusing
+ * refusing — empty STDIN                                 → running
+ *          — the handler done                            → draining
+ * running  — the handler done                            → ended (complete | cut)
+ * draining — empty STDIN, BEGIN_REQUEST of its id        → ended
+ * any      — ABORT_REQUEST                               → ended (aborted)
+ * any      — the connection closes                       → ended (dropped)
+ * ```
+ *
+ * A request's response ends in `#end` alone (its spool released, the
+ * records of the ending sent, the access log written); it leaves the
+ * table in `#forget`. Records that do not fit a request's state (`STDIN`
+ * in `params`, `PARAMS` in `body` or `running`, a second `BEGIN_REQUEST`)
+ * break the protocol and close the connection; those of a request in
+ * `refusing` or `draining` are thrown away.
  */
 export class Connection {
   readonly #core: ServerCore;
   readonly #conn: ByteStream;
   /** The host's address, for the log. */
   readonly peer: string;
-  readonly #requests = new Map<number, RequestState>();
+  /** When bytes last came from the host (`Date.now()`), for an idle
+   * timeout. */
+  lastActivity: number = Date.now();
+  readonly #requests = new Map<number, Request>();
   readonly #reader = new RecordReader();
   // The output queue.
   #queue: Uint8Array[] = [];
@@ -445,6 +511,7 @@ export class Connection {
       for (;;) {
         const n = await this.#conn.read(reader.room());
         if (n === null) break;
+        this.lastActivity = Date.now();
         if (this.#finishing) {
           // Half-closed: nothing more can be answered.
           reader.clear();
@@ -493,7 +560,9 @@ export class Connection {
         return;
       case ABORT_REQUEST: {
         const request = this.#requests.get(id);
-        if (request !== undefined) this.#abort(request);
+        if (request === undefined) return;
+        if (request.state === "draining") this.#forget(request);
+        else this.#end(request, "aborted");
         return;
       }
       case PARAMS:
@@ -542,12 +611,11 @@ export class Connection {
     }
     const existing = this.#requests.get(id);
     if (existing !== undefined) {
-      if (!existing.responded) {
+      if (existing.state !== "draining") {
         throw new ProtocolError(`request ${id} began twice`);
       }
       // Answered while its input was still coming; the host has moved on.
-      existing.inputDone = true;
-      this.#settle(existing);
+      this.#forget(existing);
     }
     const role = content[0] << 8 | content[1];
     // Without KEEP_CONN, the connection closes after this request.
@@ -566,20 +634,25 @@ export class Connection {
       return;
     }
     core.activeRequests++;
-    this.#requests.set(id, new RequestState(this, id));
+    this.#requests.set(id, new Request(this, id, this.lastActivity));
   }
 
   #params(id: number, content: Uint8Array): void {
     const request = this.#requests.get(id);
     // Records of requests not (or no longer) active are ignored.
-    if (request === undefined || request.discarding || request.responded) {
-      return;
+    if (request === undefined) return;
+    switch (request.state) {
+      case "params":
+        break;
+      case "refusing":
+      case "draining":
+        return;
+      default:
+        throw new ProtocolError(
+          `PARAMS after the end of the parameters (request ${id})`,
+        );
     }
-    if (request.phase !== Phase.Params) {
-      throw new ProtocolError(
-        `PARAMS after the end of the parameters (request ${id})`,
-      );
-    }
+    request.lastInput = this.lastActivity;
     if (content.length === 0) {
       this.#paramsDone(request);
       return;
@@ -604,10 +677,10 @@ export class Connection {
     request.paramsLength = length;
   }
 
-  #paramsDone(request: RequestState): void {
+  /** `params` → `body`, or `refusing`. */
+  #paramsDone(request: Request): void {
     const bytes = concat(request.params, request.paramsLength);
     request.params = [];
-    request.phase = Phase.Stdin;
     const environ = paramsToEnviron(bytes);
     if (environ === null) {
       this.#note(
@@ -620,6 +693,7 @@ export class Connection {
       );
       return;
     }
+    request.state = "body";
     request.environ = environ;
     const declared = environ.CONTENT_LENGTH;
     if (declared !== undefined && declared !== "") {
@@ -650,28 +724,31 @@ export class Connection {
   #stdin(id: number, content: Uint8Array): void {
     const request = this.#requests.get(id);
     if (request === undefined) return;
-    if (request.discarding) {
-      if (content.length === 0) {
-        request.inputDone = true;
-        request.discarding = false;
-        this.#settle(request);
-      }
-      return;
+    switch (request.state) {
+      case "body":
+        break;
+      case "refusing":
+        // The end of the input thrown away; the answer may still run.
+        if (content.length === 0) request.state = "running";
+        return;
+      case "draining":
+        if (content.length === 0) this.#forget(request);
+        return;
+      case "params":
+        throw new ProtocolError(
+          `STDIN before the end of the parameters (request ${id})`,
+        );
+      default:
+        throw new ProtocolError(
+          `STDIN after the end of the body (request ${id})`,
+        );
     }
-    if (request.responded) return;
-    if (request.phase !== Phase.Stdin) {
-      throw new ProtocolError(
-        request.phase === Phase.Params
-          ? `STDIN before the end of the parameters (request ${id})`
-          : `STDIN after the end of the body (request ${id})`,
-      );
-    }
+    request.lastInput = this.lastActivity;
     const received = request.spool?.length ?? 0;
     const expected = request.expected;
     if (content.length === 0) {
-      request.inputDone = true;
       if (expected >= 0 && received !== expected) {
-        this.#refuse(request, this.#badBody());
+        this.#refuse(request, this.#badBody(), request.environ!, true);
         return;
       }
       const environ = request.environ!;
@@ -683,10 +760,10 @@ export class Connection {
           : request.spool.input();
       } catch (error) {
         this.#note(`Cannot read the body of request ${id}: ${describe(error)}`);
-        this.#refuse(request, this.#badBody(error));
+        this.#refuse(request, this.#badBody(error), environ, true);
         return;
       }
-      this.#run(request, this.#core.getApp(), input, environ);
+      this.#run(request, "running", this.#core.getApp(), input, environ);
       return;
     }
     if (expected >= 0 && received + content.length > expected) {
@@ -704,23 +781,26 @@ export class Connection {
     }
   }
 
-  /** Answer with `app` instead of the application; the rest of the
-   * request's input is thrown away as it comes. */
+  /** Answer with `app` instead of the application (→ `refusing`, or
+   * `running` when the input is complete). */
   #refuse(
-    request: RequestState,
+    request: Request,
     app: Application,
     environ: Record<string, string> = request.environ ?? {},
+    inputDone = false,
   ): void {
+    // The body is of no use any more: let go of it now, not at the end.
     this.#releaseBody(request);
-    request.discarding = !request.inputDone;
-    this.#run(request, app, new BytesInput(), environ);
+    const state = inputDone ? "running" : "refusing";
+    this.#run(request, state, app, new BytesInput(), environ);
   }
 
-  #releaseBody(request: RequestState): void {
+  #releaseBody(request: Request): void {
     const spool = request.spool;
+    if (spool === null) return;
     request.spool = null;
     try {
-      spool?.release();
+      spool.release();
     } catch (error) {
       this.#note(
         `Cannot remove the body of request ${request.id}: ${describe(error)}`,
@@ -730,12 +810,13 @@ export class Connection {
 
   /** Run `app` for the request through a handler. */
   #run(
-    request: RequestState,
+    request: Request,
+    state: "running" | "refusing",
     app: Application,
     input: InputStream,
     environ: Record<string, string>,
   ): void {
-    request.phase = Phase.Started;
+    request.state = state;
     request.environ = environ;
     let running: Promise<void>;
     try {
@@ -759,93 +840,90 @@ export class Connection {
     }
   }
 
-  /** The handler is done: end the request (or cut it short). */
-  #respond(request: RequestState, error: unknown): void {
-    this.#releaseBody(request);
-    if (request.responded) {
-      this.#settle(request);
-      return;
-    }
-    const outcome = request.handler === null
-      ? { status: null, bytes: 0, cut: true }
-      : this.#core.outcome(request.handler);
-    let cut = outcome.cut;
+  /** The handler is done: the response ends `complete` or `cut`. */
+  #respond(request: Request, error: unknown): void {
+    // Aborted or dropped while the handler ran: ended already.
+    if (request.state !== "running" && request.state !== "refusing") return;
+    const outcome = this.#outcome(request);
     if (error !== null) {
-      cut = true;
       this.#note(
         `Cannot finish the response to request ${request.id}: ${
           describe(error)
         }`,
       );
     }
-    request.responded = true;
+    this.#end(
+      request,
+      error !== null || outcome.cut ? "cut" : "complete",
+      outcome,
+    );
+  }
+
+  /** What the request's handler sent. */
+  #outcome(request: Request): Outcome {
+    return request.handler === null
+      ? { status: null, bytes: 0, cut: true }
+      : this.#core.outcome(request.handler);
+  }
+
+  /**
+   * End the request's response, the one place where that happens: its
+   * body spool is released, its streams closed, its handler stopped (when
+   * `aborted` or `dropped`), the records the ending calls for are sent and
+   * the access log written. Then the request leaves the table, unless the
+   * rest of its input is still to be thrown away (`draining`).
+   */
+  #end(
+    request: Request,
+    how: RequestEnd,
+    outcome: Outcome | null = null,
+  ): void {
+    const refusing = request.state === "refusing";
+    this.#releaseBody(request);
     request.output.end();
     request.errors.end();
     const id = request.id;
-    if (!cut) {
-      // The end of STDOUT (and of STDERR if used), then END_REQUEST.
-      const tail = request.errors.used ? 2 * HEADER_SIZE : HEADER_SIZE;
-      const out = new Uint8Array(tail + HEADER_SIZE + 8);
-      putHeader(out, 0, STDOUT, id, 0, 0);
-      if (request.errors.used) putHeader(out, HEADER_SIZE, STDERR, id, 0, 0);
-      putEndRequest(out, tail, id, 0, REQUEST_COMPLETE);
-      this.send(out);
-    } else if (this.#requests.size > 1) {
-      // Other requests share the connection: end this one as failed.
-      this.send(endRequestRecord(id, 1, REQUEST_COMPLETE));
-    } else {
-      // No END_REQUEST: the host sees the response end too early, as a CGI
-      // program that died.
-      this.#closeWhenIdle = true;
+    if (how === "aborted" || how === "dropped") {
+      outcome = request.handler === null ? null : this.#outcome(request);
+      request.handler?.abort();
     }
-    this.#log(request, outcome.status, outcome.bytes);
-    this.#settle(request);
-  }
-
-  /** `ABORT_REQUEST`: stop the response, answer `END_REQUEST`. */
-  #abort(request: RequestState): void {
-    request.inputDone = true;
-    request.discarding = false;
-    if (request.responded) {
-      this.#settle(request);
-      return;
+    switch (how) {
+      case "complete": {
+        // The end of STDOUT (and of STDERR if used), then END_REQUEST.
+        const tail = request.errors.used ? 2 * HEADER_SIZE : HEADER_SIZE;
+        const out = new Uint8Array(tail + HEADER_SIZE + 8);
+        putHeader(out, 0, STDOUT, id, 0, 0);
+        if (request.errors.used) putHeader(out, HEADER_SIZE, STDERR, id, 0, 0);
+        putEndRequest(out, tail, id, 0, REQUEST_COMPLETE);
+        this.send(out);
+        break;
+      }
+      case "cut":
+        // Alone on the connection: the host sees the response end early.
+        if (this.#requests.size > 1) {
+          this.send(endRequestRecord(id, 1, REQUEST_COMPLETE));
+        } else this.#closeWhenIdle = true;
+        break;
+      case "aborted":
+        this.send(endRequestRecord(id, 1, REQUEST_COMPLETE));
+        break;
     }
-    this.#stop(request);
-    this.send(endRequestRecord(request.id, 1, REQUEST_COMPLETE));
-    this.#settle(request);
-  }
-
-  /** The host went away (or the input cannot complete): stop, send
-   * nothing. */
-  #abandon(request: RequestState): void {
-    request.inputDone = true;
-    request.discarding = false;
-    if (!request.responded) this.#stop(request);
-    this.#settle(request);
-  }
-
-  #stop(request: RequestState): void {
-    request.responded = true;
-    request.output.end();
-    request.errors.end();
-    const handler = request.handler;
-    const outcome = handler === null ? null : this.#core.outcome(handler);
-    handler?.abort();
-    this.#releaseBody(request);
     this.#log(request, outcome?.status ?? null, outcome?.bytes ?? 0);
+    if (refusing && (how === "complete" || how === "cut")) {
+      request.state = "draining";
+    } else this.#forget(request);
   }
 
-  #log(request: RequestState, status: string | null, bytes: number): void {
+  #log(request: Request, status: string | null, bytes: number): void {
     // A request dropped before its parameters were complete is no request.
-    if (request.logged || request.environ === null) return;
-    request.logged = true;
+    if (request.environ === null) return;
     const code = status === null ? "-" : status.split(" ", 1)[0];
     this.#core.logRequest(request.environ, code, bytes);
   }
 
-  /** Forget a request once both its response and its input are over. */
-  #settle(request: RequestState): void {
-    if (!request.responded || !request.inputDone) return;
+  /** The request leaves the table: its response and its input are over. */
+  #forget(request: Request): void {
+    request.state = "ended";
     if (this.#requests.get(request.id) !== request) return;
     this.#requests.delete(request.id);
     this.#core.activeRequests--;
@@ -918,7 +996,8 @@ export class Connection {
     this.#queue = [];
     this.#queued = 0;
     for (const request of [...this.#requests.values()]) {
-      this.#abandon(request);
+      if (request.state === "draining") this.#forget(request);
+      else this.#end(request, "dropped");
     }
     this.#core.onClosed(this);
     this.#markDone();
