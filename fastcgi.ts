@@ -83,6 +83,15 @@ import {
 } from "./_program.ts";
 import { encodePairs } from "./_fastcgi_record.ts";
 import {
+  type AcceptedStream,
+  clientFilter,
+  listen,
+  listeningSocket,
+  type StreamListener,
+  systemdSocket,
+  webServerAddrs,
+} from "./_fastcgi_listen.ts";
+import {
   type ByteStream,
   Connection,
   describe,
@@ -456,8 +465,11 @@ export class FastCGIHandler extends BaseCGIHandler {
 }
 
 /**
- * The address a FastCGI server listens on: TCP (`port` 0 picks a free one)
- * or a Unix socket.
+ * The address a FastCGI server listens on: TCP (`port` 0 picks a free
+ * one), a Unix socket, or a listening socket it inherits on a file
+ * descriptor (`{ fd: 0 }`, `FCGI_LISTENSOCK_FILENO`, when `mod_fcgid`,
+ * lighttpd's `bin-path` or `spawn-fcgi` started the process; `{ fd: 3 }`
+ * under systemd socket activation).
  *
  * @example Usage
  * ```ts
@@ -466,12 +478,14 @@ export class FastCGIHandler extends BaseCGIHandler {
  *
  * const tcp: FastCGIAddress = { hostname: "127.0.0.1", port: 9000 };
  * const unix: FastCGIAddress = { path: "/run/app/fastcgi.sock" };
- * assert.ok("port" in tcp && "path" in unix);
+ * const inherited: FastCGIAddress = { fd: 0 };
+ * assert.ok("port" in tcp && "path" in unix && "fd" in inherited);
  * ```
  */
 export type FastCGIAddress =
   | { hostname: string; port: number }
-  | { path: string };
+  | { path: string }
+  | { fd: number };
 
 /**
  * Options of `makeFastCGIServer` and the `FastCGIServer` constructor.
@@ -548,6 +562,26 @@ export interface FastCGIServerOptions {
    */
   maxParamsSize?: number;
   /**
+   * The IP addresses of the web servers that may connect over TCP (the
+   * FastCGI specification's `FCGI_WEB_SERVER_ADDRS`, php-fpm's
+   * `listen.allowed_clients`); a connection from any other address is
+   * closed at once and logged. Unix sockets are not checked: their file
+   * mode (`socketMode`) says who may connect.
+   *
+   * @default {undefined} The comma-separated list of the
+   * `FCGI_WEB_SERVER_ADDRS` environment variable where it is set (and
+   * readable: `--allow-env`), else anyone.
+   */
+  allowedClients?: string[];
+  /**
+   * The file mode of the Unix socket (`{ path }` addresses only), set
+   * once it is bound: `0o660` lets the socket's group (the web server's,
+   * say) connect.
+   *
+   * @default {undefined} As the process's umask makes it.
+   */
+  socketMode?: number;
+  /**
    * The class whose instances answer each request.
    *
    * @default {FastCGIHandler}
@@ -555,28 +589,13 @@ export interface FastCGIServerOptions {
   handlerClass?: typeof FastCGIHandler;
 }
 
-/** Remove a Unix socket left by a process that is gone; refuse to remove
- * anything that is not a socket. */
-function clearStaleSocket(path: string): void {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!info.isSocket) {
-    throw new Deno.errors.AddrInUse(
-      `Cannot listen on ${quote(path)}: it exists and is not a socket`,
-    );
-  }
-  Deno.removeSync(path);
-}
-
 /**
  * A FastCGI gateway for one application (the Responder role of FastCGI
- * 1.0), listening on TCP or a Unix socket. It is bound once constructed,
- * and answers while `serveForever()` runs; connections that come before
- * wait in the listen queue.
+ * 1.0), listening on TCP, a Unix socket, or a listening socket it inherits
+ * (`{ fd }`). It is bound once constructed, and answers while
+ * `serveForever()` runs; connections that come before wait in the listen
+ * queue. TCP peers not in `allowedClients` (by default
+ * `FCGI_WEB_SERVER_ADDRS`) are closed at once, with a line in the log.
  *
  * Each request's parameters become its environ: names and values as
  * latin-1 strings, one char per byte (a UTF-8 path `/é` arrives as
@@ -622,8 +641,11 @@ function clearStaleSocket(path: string): void {
 export class FastCGIServer {
   /** The address listened on; for TCP, with the real port. */
   readonly serverAddress: FastCGIAddress;
-  /** The TCP port listened on; 0 for a Unix socket. */
+  /** The TCP port listened on (an inherited socket's too); 0 for a Unix
+   * socket. */
   readonly serverPort: number;
+  /** The addresses TCP peers may connect from; `null` for any. */
+  readonly allowedClients: readonly string[] | null;
   /** Whether the access log is off. */
   readonly quiet: boolean;
   /** Request bodies up to this many bytes are held in memory. */
@@ -641,7 +663,9 @@ export class FastCGIServer {
   readonly maxParamsSize: number;
 
   #application: Application;
-  #listener: Deno.Listener;
+  #listener: StreamListener;
+  #allowed: ((address: string) => boolean) | null;
+  #allowedFrom: string;
   #core: ServerCore;
   #connections = new Set<Connection>();
   #serving: Promise<void> | null = null;
@@ -650,8 +674,7 @@ export class FastCGIServer {
   #stopped: Promise<void>;
   #slotFreed: (() => void) | null = null;
   #accepted = 0;
-  #socketPath: string | null = null;
-  #socketInode: number | null = null;
+  #socket: { path: string; inode: number | null } | null;
 
   /**
    * Bind to `address` and listen.
@@ -713,18 +736,25 @@ export class FastCGIServer {
       DEFAULT_MAX_REQUESTS,
     );
     this.#application = app;
-    const bound = listen(address);
-    this.#listener = bound;
-    if ("path" in address) {
-      this.#socketPath = address.path;
-      this.#socketInode = Deno.lstatSync(address.path).ino;
-      this.serverAddress = { path: address.path };
-      this.serverPort = 0;
-    } else {
-      const addr = bound.addr as Deno.NetAddr;
-      this.serverAddress = { hostname: addr.hostname, port: addr.port };
-      this.serverPort = addr.port;
-    }
+    const fromEnvironment = options.allowedClients === undefined;
+    const clients = options.allowedClients ?? webServerAddrs();
+    this.#allowed = clientFilter(
+      clients,
+      fromEnvironment ? "FCGI_WEB_SERVER_ADDRS" : "allowedClients",
+    );
+    this.allowedClients = this.#allowed === null ? null : [...clients!];
+    this.#allowedFrom = fromEnvironment
+      ? "FCGI_WEB_SERVER_ADDRS"
+      : "allowedClients";
+    const bound = listen(address, options.socketMode);
+    this.#listener = bound.listener;
+    this.#socket = bound.socket;
+    this.serverPort = bound.port;
+    this.serverAddress = "fd" in address
+      ? { fd: address.fd }
+      : bound.socket !== null
+      ? { path: bound.socket.path }
+      : { hostname: bound.hostname!, port: bound.port };
     this.#stopped = new Promise((resolve) => this.#stopServing = resolve);
     OPEN_STREAM.set(this, (stream, peer) => this.#open(stream, peer));
     this.#core = {
@@ -830,7 +860,7 @@ export class FastCGIServer {
         });
         continue;
       }
-      let conn: Deno.Conn;
+      let conn: AcceptedStream;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
@@ -844,8 +874,22 @@ export class FastCGIServer {
         conn.close();
         break;
       }
+      const addr = conn.remoteAddr;
+      if (
+        this.#allowed !== null && addr.transport === "tcp" &&
+        !this.#allowed(addr.hostname)
+      ) {
+        conn.close();
+        this.#log(
+          `Refused the connection: ${
+            quote(addr.hostname)
+          } is not in ${this.#allowedFrom}`,
+          peerName(addr),
+        );
+        continue;
+      }
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-      this.#open(conn, peerName(conn.remoteAddr));
+      this.#open(conn, peerName(addr));
     }
   }
 
@@ -891,10 +935,12 @@ export class FastCGIServer {
   /** Remove the Unix socket file, if it is still the one bound here (a
    * new gateway may have taken the path meanwhile). */
   #removeSocket(): void {
-    const path = this.#socketPath;
-    if (path === null) return;
+    const socket = this.#socket;
+    if (socket === null) return;
     try {
-      if (Deno.lstatSync(path).ino === this.#socketInode) Deno.removeSync(path);
+      if (Deno.lstatSync(socket.path).ino === socket.inode) {
+        Deno.removeSync(socket.path);
+      }
     } catch {
       // Gone already (Deno removes it when the listener closes).
     }
@@ -962,56 +1008,6 @@ export class FastCGIServer {
   }
 }
 
-/** Bind a listener for `address`, checking its shape. */
-function listen(address: FastCGIAddress): Deno.Listener {
-  const given = address as Partial<
-    { hostname: unknown; port: unknown; path: unknown }
-  >;
-  if (typeof given !== "object" || given === null) {
-    throw new TypeError(
-      `Cannot create the server: the address must be { hostname, port } or { path }, not ${
-        repr(address)
-      }`,
-    );
-  }
-  if ("path" in given) {
-    if (typeof given.path !== "string" || given.path === "") {
-      throw new TypeError(
-        `Cannot create the server: the socket path must be a non-empty string, not ${
-          typeName(given.path)
-        } ${quote(given.path)}`,
-      );
-    }
-    clearStaleSocket(given.path);
-    return Deno.listen({ transport: "unix", path: given.path });
-  }
-  const { hostname, port } = given;
-  if (typeof hostname !== "string") {
-    throw new TypeError(
-      `Cannot create the server: the hostname must be a string, not ${
-        typeName(hostname)
-      } ${quote(hostname)}`,
-    );
-  }
-  if (typeof port !== "number" || !Number.isInteger(port)) {
-    throw new TypeError(
-      `Cannot create the server: the port must be an integer, not ${
-        typeName(port)
-      } ${quote(port)}`,
-    );
-  }
-  if (port < 0 || port > 65535) {
-    throw new RangeError(
-      `Cannot create the server: the port must be from 0 to 65535, not ${port}`,
-    );
-  }
-  return Deno.listen({
-    transport: "tcp",
-    hostname: hostname === "" ? "0.0.0.0" : hostname,
-    port,
-  });
-}
-
 /**
  * Create a FastCGI gateway for `app`, bound to `address` when this returns
  * (`serverPort` is the real port); it answers while `serveForever()` runs.
@@ -1053,12 +1049,29 @@ export function makeFastCGIServer(
 }
 
 const USAGE =
-  "Usage: deno run -A fastcgi.ts module[:name] [--host H] [--port P | --socket PATH] [--quiet]";
+  "Usage: deno run -A fastcgi.ts module[:name] [--host H] [--port P | --socket PATH [--socket-mode 0660]] [--quiet]";
+
+/**
+ * Where the program listens without an address on its command line: the
+ * listening socket on fd 0 that a host which starts FastCGI programs
+ * hands over, else the one systemd passes on fd 3, else 127.0.0.1:9000.
+ */
+function defaultAddress(): FastCGIAddress {
+  if (listeningSocket(0) !== null) return { fd: 0 };
+  let fd: number | null = null;
+  try {
+    fd = systemdSocket();
+  } catch {
+    // No --allow-env: no socket activation.
+  }
+  return fd !== null ? { fd } : { hostname: "127.0.0.1", port: 9000 };
+}
 
 async function main(args: string[]): Promise<number> {
-  let hostname = "127.0.0.1";
-  let port = 9000;
+  let hostname: string | null = null;
+  let port: number | null = null;
   let path: string | null = null;
+  let socketMode: number | undefined;
   let quiet = false;
   let spec: string | null = null;
   for (let i = 0; i < args.length; i++) {
@@ -1072,7 +1085,14 @@ async function main(args: string[]): Promise<number> {
         return 2;
       }
     } else if (arg === "--socket" && i + 1 < args.length) path = args[++i];
-    else if (arg === "--quiet") quiet = true;
+    else if (arg === "--socket-mode" && i + 1 < args.length) {
+      const value = args[++i];
+      if (!/^0?[0-7]{3}$/.test(value)) {
+        console.error(`Not a file mode: ${quote(value)}\n${USAGE}`);
+        return 2;
+      }
+      socketMode = parseInt(value, 8);
+    } else if (arg === "--quiet") quiet = true;
     else if (arg === "--help" || arg === "-h") {
       console.log(USAGE);
       return 0;
@@ -1086,6 +1106,15 @@ async function main(args: string[]): Promise<number> {
     console.error(`No application module given\n${USAGE}`);
     return 2;
   }
+  if (socketMode !== undefined && path === null) {
+    console.error(`--socket-mode goes with --socket\n${USAGE}`);
+    return 2;
+  }
+  const address: FastCGIAddress = path !== null
+    ? { path }
+    : hostname !== null || port !== null
+    ? { hostname: hostname ?? "127.0.0.1", port: port ?? 9000 }
+    : defaultAddress();
   let app: Application;
   try {
     app = await loadApplication(spec);
@@ -1095,20 +1124,19 @@ async function main(args: string[]): Promise<number> {
   }
   let server: FastCGIServer;
   try {
-    server = makeFastCGIServer(
-      path !== null ? { path } : { hostname, port },
-      app,
-      { quiet },
-    );
+    server = makeFastCGIServer(address, app, { quiet, socketMode });
   } catch (error) {
     console.error((error as Error).message);
     return 1;
   }
-  const where = path !== null
-    ? `unix:${path}`
-    : `${
-      (server.serverAddress as { hostname: string }).hostname
-    } port ${server.serverPort}`;
+  const bound = server.serverAddress;
+  const where = "path" in bound
+    ? `unix:${bound.path}`
+    : "fd" in bound
+    ? `fd ${bound.fd} (${
+      server.serverPort > 0 ? `TCP port ${server.serverPort}` : "a Unix socket"
+    })`
+    : `${bound.hostname} port ${server.serverPort}`;
   await serveUntilStopped(server, `Serving FastCGI on ${where} ...`);
   return 0;
 }

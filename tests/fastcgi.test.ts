@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { closeSync, openSync } from "node:fs";
 import {
   FastCGIHandler,
   type FastCGIOutput,
@@ -137,7 +138,7 @@ async function runGateway(
     tempDir,
     ...serverOptions,
   });
-  const bound = server.serverAddress;
+  const bound = server.serverAddress as Gateway["address"];
   const serving = server.serveForever();
   let streams = 0;
   const gateway: Gateway = {
@@ -1387,7 +1388,10 @@ Deno.test("FastCGIServer.logRequest() logs each request in Common Log Format, un
       { quiet },
     );
     const serving = server.serveForever();
-    const client = await FcgiClient.connect(server.serverAddress);
+    const client = await FcgiClient.connect({
+      hostname: "127.0.0.1",
+      port: server.serverPort,
+    });
     await client.request(getParams("/a b?q=\x01", { REMOTE_ADDR: "10.0.0.5" }));
     client.close();
     await server.shutdown();
@@ -1457,7 +1461,53 @@ Deno.test("makeFastCGIServer() refuses bad arguments", () => {
     [
       [null, app],
       TypeError,
-      "Cannot create the server: the address must be { hostname, port } or { path }, not None",
+      "Cannot create the server: the address must be { hostname, port }, { path } or { fd }, not None",
+    ],
+    [
+      [{ fd: -1 }, app],
+      RangeError,
+      "Cannot create the server: fd must be a file descriptor number, not -1",
+    ],
+    [
+      [{ fd: "0" }, app],
+      TypeError,
+      'Cannot create the server: fd must be an integer, not string "0"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { socketMode: 0o660 }],
+      TypeError,
+      "Cannot create the server: socketMode applies to a Unix socket ({ path }) only",
+    ],
+    [
+      [{ path: "/nonexistent/x.sock" }, app, { socketMode: 0o1000 }],
+      RangeError,
+      "Cannot create the server: socketMode must be from 0o0 to 0o777, not 0o1000",
+    ],
+    [
+      [{ path: "/nonexistent/x.sock" }, app, { socketMode: "660" }],
+      TypeError,
+      'Cannot create the server: socketMode must be an integer, not string "660"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, {
+        allowedClients: "127.0.0.1",
+      }],
+      TypeError,
+      'Cannot create the server: allowedClients must be an array of IP addresses, not string "127.0.0.1"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, {
+        allowedClients: ["127.0.0.1", "localhost"],
+      }],
+      TypeError,
+      'Cannot create the server: allowedClients holds "localhost", which is not an IP address',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, {
+        allowedClients: ["256.0.0.1"],
+      }],
+      TypeError,
+      'Cannot create the server: allowedClients holds "256.0.0.1", which is not an IP address',
     ],
     [
       [{ hostname: "127.0.0.1", port: 0 }, app, { maxRequests: 0 }],
@@ -1481,6 +1531,188 @@ Deno.test("makeFastCGIServer() refuses bad arguments", () => {
       (error) => error instanceof type && (error as Error).message === message,
       message,
     );
+  }
+});
+
+Deno.test("makeFastCGIServer() refuses an fd that is not a listening socket", async () => {
+  const file = await Deno.makeTempFile();
+  const fd = openSync(file, "r");
+  try {
+    for (const bad of [fd, 1_000_000]) {
+      assert.throws(
+        () => makeFastCGIServer({ fd: bad }, makeTestApp().app),
+        (error) =>
+          error instanceof Deno.errors.BadResource &&
+          error.message ===
+            `Cannot listen on fd ${bad}: it is not a listening socket`,
+      );
+    }
+  } finally {
+    closeSync(fd);
+    await Deno.remove(file);
+  }
+});
+
+// --- Who may connect --------------------------------------------------------
+
+/** Whether the gateway answers a request on a new connection, or closes it
+ * without a record. */
+async function answers(gateway: FastCGIServer, hostname = "127.0.0.1") {
+  const client = await FcgiClient.connect({
+    hostname,
+    port: gateway.serverPort,
+  });
+  try {
+    await client.send(requestRecords(getParams("/who")));
+    const records = await client.untilClosed();
+    return records.length > 0;
+  } catch (error) {
+    // A refused connection may be reset under the request.
+    if (error instanceof Deno.errors.ConnectionReset) return false;
+    throw error;
+  } finally {
+    client.close();
+  }
+}
+
+Deno.test("makeFastCGIServer() closes TCP connections from peers not in allowedClients, and logs them", async (t) => {
+  for (
+    const [name, allowedClients, served] of [
+      ["not listed", ["10.1.2.3", "::1"], false],
+      ["listed", ["10.1.2.3", "127.0.0.1"], true],
+      ["listed as an IPv4-mapped IPv6 address", ["::ffff:127.0.0.1"], true],
+      ["an empty list: nobody", [], false],
+      ["no list: anyone", undefined, true],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const server = new LoggedServer(
+        { hostname: "127.0.0.1", port: 0 },
+        makeTestApp().app,
+        {
+          quiet: true,
+          allowedClients: allowedClients && [...allowedClients],
+        },
+      );
+      const serving = server.serveForever();
+      try {
+        assert.equal(await answers(server), served);
+        assert.equal(server.lines.length, served ? 0 : 1);
+        if (!served) {
+          assert.match(
+            server.lines[0],
+            /^127\.0\.0\.1:\d+ Refused the connection: "127\.0\.0\.1" is not in allowedClients$/,
+          );
+          assert.equal(server.acceptedConnections, 0);
+        }
+        assert.deepEqual(
+          server.allowedClients,
+          allowedClients === undefined ? null : allowedClients,
+        );
+      } finally {
+        await server.shutdown();
+        await serving;
+      }
+      assert.equal(socketsOnPort(server.serverPort), 0);
+    });
+  }
+});
+
+Deno.test("makeFastCGIServer() takes allowedClients from FCGI_WEB_SERVER_ADDRS", async (t) => {
+  const saved = Deno.env.get("FCGI_WEB_SERVER_ADDRS");
+  try {
+    for (
+      const [value, served, list] of [
+        ["10.0.0.1, 10.0.0.2", false, ["10.0.0.1", "10.0.0.2"]],
+        ["10.0.0.1,127.0.0.1", true, ["10.0.0.1", "127.0.0.1"]],
+        ["", true, null],
+      ] as const
+    ) {
+      await t.step(JSON.stringify(value), async () => {
+        Deno.env.set("FCGI_WEB_SERVER_ADDRS", value);
+        const server = new LoggedServer(
+          { hostname: "127.0.0.1", port: 0 },
+          makeTestApp().app,
+          { quiet: true },
+        );
+        const serving = server.serveForever();
+        try {
+          assert.deepEqual(server.allowedClients, list);
+          assert.equal(await answers(server), served);
+          if (!served) {
+            assert.match(
+              server.lines[0],
+              / Refused the connection: "127\.0\.0\.1" is not in FCGI_WEB_SERVER_ADDRS$/,
+            );
+          }
+        } finally {
+          await server.shutdown();
+          await serving;
+        }
+      });
+    }
+    await t.step("the option wins over the variable", async () => {
+      Deno.env.set("FCGI_WEB_SERVER_ADDRS", "10.0.0.1");
+      await using server = makeFastCGIServer(
+        { hostname: "127.0.0.1", port: 0 },
+        makeTestApp().app,
+        { quiet: true, allowedClients: ["127.0.0.1"] },
+      );
+      const serving = server.serveForever();
+      assert.equal(await answers(server), true);
+      await server.shutdown();
+      await serving;
+    });
+    await t.step("a bad address in it: refused at start", () => {
+      Deno.env.set("FCGI_WEB_SERVER_ADDRS", "127.0.0.1,web1");
+      assert.throws(
+        () =>
+          makeFastCGIServer(
+            { hostname: "127.0.0.1", port: 0 },
+            makeTestApp().app,
+          ),
+        (error) =>
+          error instanceof TypeError &&
+          error.message ===
+            'Cannot create the server: FCGI_WEB_SERVER_ADDRS holds "web1", which is not an IP address',
+      );
+    });
+  } finally {
+    if (saved === undefined) Deno.env.delete("FCGI_WEB_SERVER_ADDRS");
+    else Deno.env.set("FCGI_WEB_SERVER_ADDRS", saved);
+  }
+});
+
+Deno.test("makeFastCGIServer() gives a Unix socket the file mode of socketMode; allowedClients does not apply to it", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "wsgiref-fcgi-mode-" });
+  try {
+    for (const mode of [0o660, 0o600, 0o777, undefined]) {
+      await t.step(
+        mode === undefined ? "no mode" : mode.toString(8),
+        async () => {
+          const path = `${dir}/g.sock`;
+          await using server = makeFastCGIServer(
+            { path },
+            makeTestApp().app,
+            { quiet: true, socketMode: mode, allowedClients: ["10.0.0.1"] },
+          );
+          const expected = mode ?? (0o777 & ~Deno.umask());
+          assert.equal(Deno.statSync(path).mode! & 0o777, expected);
+          const serving = server.serveForever();
+          const client = await FcgiClient.connect({ path });
+          const response = await client.request(getParams("/mode"));
+          client.close();
+          assert.equal(
+            decoder.decode(parseCgi(response.stdout).body),
+            "Hello /mode\n",
+          );
+          await server.shutdown();
+          await serving;
+        },
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 
