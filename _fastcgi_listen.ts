@@ -25,7 +25,6 @@
  */
 
 import net from "node:net";
-import { fstatSync } from "node:fs";
 import type { ByteStream } from "./_fastcgi_connection.ts";
 import { quote, repr, typeName } from "./_internal.ts";
 
@@ -180,37 +179,42 @@ function clearStaleSocket(path: string): void {
 // --- Inherited sockets -------------------------------------------------
 
 /**
- * What kind of listening socket file descriptor `fd` is: `"tcp"`,
- * `"unix"`, or `null` when it is none (closed, a terminal, a file,
- * `/dev/null`, a pipe, a connected socket). On Linux, from `/proc` (the
- * socket's inode in `/proc/net/tcp`, `tcp6` in state `LISTEN`, or in
- * `/proc/net/unix` with `__SO_ACCEPTCON`), as the FastCGI specification's
- * own test (`getpeername()` fails with `ENOTCONN`) cannot be made from
- * Deno; elsewhere any socket counts, and `"unknown"` is returned for it.
- * `null` too when `/proc` cannot be read (no `--allow-read`).
+ * What kind of listening socket file descriptor `fd` is, as far as `/proc`
+ * tells (Linux): `"tcp"`, `"unix"`, or `null` when it is none (closed, a
+ * terminal, a file, `/dev/null`, a pipe, a connected socket); found from
+ * the socket's inode in `/proc/net/tcp` or `tcp6` in state `LISTEN`, or in
+ * `/proc/net/unix` with `__SO_ACCEPTCON`. The FastCGI specification's own
+ * test (`getpeername()` fails with `ENOTCONN`) cannot be made from Deno.
+ * `"unknown"` where `/proc` cannot be read: another system, or no
+ * `--allow-all` (Deno asks for it to read `/proc/self`).
  *
  * @param fd The file descriptor.
- * @returns The kind, or `null`.
+ * @returns The kind, `null`, or `"unknown"`.
  */
 export function listeningSocket(
   fd: number,
 ): "tcp" | "unix" | "unknown" | null {
-  if (Deno.build.os !== "linux") {
-    try {
-      return fstatSync(fd).isSocket() ? "unknown" : null;
-    } catch {
-      return null;
-    }
-  }
-  let inode: string;
+  if (Deno.build.os !== "linux") return "unknown";
+  // Queried first: a read there would prompt on a terminal.
+  const path = `/proc/self/fd/${fd}`;
   try {
-    const link = Deno.readLinkSync(`/proc/self/fd/${fd}`);
-    const match = /^socket:\[(\d+)\]$/.exec(link);
-    if (match === null) return null;
-    inode = match[1];
+    if (
+      Deno.permissions.querySync({ name: "read", path }).state !== "granted"
+    ) {
+      return "unknown";
+    }
   } catch {
-    return null;
+    return "unknown";
   }
+  let link: string;
+  try {
+    link = Deno.readLinkSync(path);
+  } catch (error) {
+    return error instanceof Deno.errors.NotFound ? null : "unknown";
+  }
+  const match = /^socket:\[(\d+)\]$/.exec(link);
+  if (match === null) return null;
+  const inode = match[1];
   for (const table of ["tcp", "tcp6"]) {
     for (const fields of procTable(`/proc/self/net/${table}`)) {
       // sl local rem st ... uid timeout inode
@@ -242,20 +246,61 @@ function procTable(path: string): string[][] {
  * descriptor 3 when `LISTEN_PID` is this process and `LISTEN_FDS` at
  * least 1, else `null`. The variables are removed, as `sd_listen_fds()`
  * does, so that processes the application starts do not take them for
- * their own.
+ * their own. `null` too without `--allow-env` for them (the permission
+ * is queried, never prompted for).
  *
  * @returns 3, or `null`.
  */
 export function systemdSocket(): number | null {
+  if (!envReadable("LISTEN_PID") || !envReadable("LISTEN_FDS")) return null;
   const env = Deno.env;
   const pid = env.get("LISTEN_PID");
   const fds = env.get("LISTEN_FDS");
   if (pid === undefined || fds === undefined) return null;
   for (const name of ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"]) {
-    env.delete(name);
+    if (envReadable(name)) env.delete(name);
   }
   if (pid !== String(Deno.pid) || !/^[1-9][0-9]*$/.test(fds)) return null;
   return 3;
+}
+
+/** Whether the environment variable may be read: the permission is
+ * queried, never asked for (no prompt on a terminal). */
+function envReadable(variable: string): boolean {
+  try {
+    return Deno.permissions.querySync({ name: "env", variable }).state ===
+      "granted";
+  } catch {
+    return false;
+  }
+}
+
+/** Listeners opened by `inheritedSocket()` to tell whether their
+ * descriptor listens, kept for `listen({ fd })`: closing them would close
+ * the descriptor. */
+const PROBED = new Map<number, InheritedListener>();
+
+/**
+ * The inherited listening socket a program serves when its command line
+ * names no address: fd 0 (`FCGI_LISTENSOCK_FILENO`) when it is one, else
+ * systemd's fd 3; `null` for neither. Where `/proc` cannot tell, fd 0 is
+ * tried with `node:net`: a terminal, a file, `/dev/null`, a pipe or a
+ * connected TCP socket fails there (a connected Unix socket does not).
+ *
+ * @returns The descriptor, or `null`.
+ */
+export function inheritedSocket(): number | null {
+  const kind = listeningSocket(0);
+  if (kind === "tcp" || kind === "unix") return 0;
+  if (kind === "unknown") {
+    const listener = new InheritedListener(0);
+    if (listener.server.listening) {
+      PROBED.set(0, listener);
+      return 0;
+    }
+    listener.close();
+  }
+  return systemdSocket();
 }
 
 /** Accept on an inherited listening socket. */
@@ -272,12 +317,22 @@ function listenOnFd(fd: unknown): Bound {
       `Cannot create the server: fd must be a file descriptor number, not ${fd}`,
     );
   }
-  if (listeningSocket(fd) === null) {
-    throw new Deno.errors.BadResource(
-      `Cannot listen on fd ${fd}: it is not a listening socket`,
-    );
+  let listener = PROBED.get(fd);
+  PROBED.delete(fd);
+  if (listener === undefined) {
+    if (listeningSocket(fd) === null) {
+      throw new Deno.errors.BadResource(
+        `Cannot listen on fd ${fd}: it is not a listening socket`,
+      );
+    }
+    listener = new InheritedListener(fd);
+    if (!listener.server.listening) {
+      listener.close();
+      throw new Deno.errors.BadResource(
+        `Cannot listen on fd ${fd}: it is not a listening socket`,
+      );
+    }
   }
-  const listener = new InheritedListener(fd);
   const addr = listener.server.address();
   return typeof addr === "object" && addr !== null
     ? { listener, port: addr.port, hostname: addr.address, socket: null }
@@ -535,12 +590,7 @@ export function clientFilter(
  */
 export function webServerAddrs(): string[] | undefined {
   const name = "FCGI_WEB_SERVER_ADDRS";
-  try {
-    const state = Deno.permissions.querySync({ name: "env", variable: name });
-    if (state.state !== "granted") return undefined;
-  } catch {
-    return undefined;
-  }
+  if (!envReadable(name)) return undefined;
   const value = Deno.env.get(name);
   if (value === undefined || value.trim() === "") return undefined;
   return value.split(",").map((part) => part.trim()).filter((part) =>

@@ -85,10 +85,9 @@ import { encodePairs } from "./_fastcgi_record.ts";
 import {
   type AcceptedStream,
   clientFilter,
+  inheritedSocket,
   listen,
-  listeningSocket,
   type StreamListener,
-  systemdSocket,
   webServerAddrs,
 } from "./_fastcgi_listen.ts";
 import {
@@ -1056,14 +1055,8 @@ const USAGE =
  * listening socket on fd 0 that a host which starts FastCGI programs
  * hands over, else the one systemd passes on fd 3, else 127.0.0.1:9000.
  */
-function defaultAddress(): FastCGIAddress {
-  if (listeningSocket(0) !== null) return { fd: 0 };
-  let fd: number | null = null;
-  try {
-    fd = systemdSocket();
-  } catch {
-    // No --allow-env: no socket activation.
-  }
+function inheritedAddress(): FastCGIAddress {
+  const fd = inheritedSocket();
   return fd !== null ? { fd } : { hostname: "127.0.0.1", port: 9000 };
 }
 
@@ -1114,7 +1107,7 @@ async function main(args: string[]): Promise<number> {
     ? { path }
     : hostname !== null || port !== null
     ? { hostname: hostname ?? "127.0.0.1", port: port ?? 9000 }
-    : defaultAddress();
+    : inheritedAddress();
   let app: Application;
   try {
     app = await loadApplication(spec);
