@@ -230,6 +230,11 @@ Deno.test("deno run -A fastcgi.ts --socket-mode sets the socket's file mode", as
           program.child.kill("SIGTERM");
           assert.equal((await exited(program)).code, 0);
         } finally {
+          try {
+            program.child.kill("SIGKILL");
+          } catch {
+            // Exited.
+          }
           await program.status;
         }
       });
