@@ -14,10 +14,17 @@
  * Run as a program, it serves an application module:
  *
  * ```sh
- * deno run -A fastcgi.ts app.ts                        # 127.0.0.1:9000
+ * deno run -A fastcgi.ts app.ts                        # see below
  * deno run -A fastcgi.ts app.ts:myApp --port 9001
- * deno run -A fastcgi.ts app.ts --socket /run/app/fcgi.sock --quiet
+ * deno run -A fastcgi.ts app.ts --socket /run/app/fcgi.sock --socket-mode 0660
  * ```
+ *
+ * With no `--host`, `--port` or `--socket`, it serves the listening socket
+ * it was started with, as hosts that start FastCGI programs themselves
+ * hand one over (`mod_fcgid`, lighttpd's `bin-path`, `spawn-fcgi`: file
+ * descriptor 0; systemd socket activation: file descriptor 3, with
+ * `LISTEN_PID` and `LISTEN_FDS`), else 127.0.0.1 port 9000. SIGTERM (or
+ * SIGINT) lets the requests in progress finish, then exits 0.
  *
  * @example Serving an application
  * ```ts ignore
