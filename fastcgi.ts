@@ -685,14 +685,19 @@ export class FastCGIServer {
   /**
    * Bind to `address` and listen.
    *
-   * @param address `{ hostname, port }` (port 0: any free one) or
-   * `{ path }` for a Unix socket (a stale socket file there is replaced).
+   * @param address `{ hostname, port }` (port 0: any free one),
+   * `{ path }` for a Unix socket (a stale socket file there is replaced),
+   * or `{ fd }` for a listening socket the process inherited.
    * @param app The application.
-   * @param options Body and connection limits, the access log, the handler
-   * class.
-   * @throws {TypeError} For an application that is not a function, or an
-   * address or option of the wrong type.
-   * @throws {RangeError} For a port outside 0–65535 or a bad limit.
+   * @param options Body and connection limits, who may connect, the
+   * socket's mode, the access log, the handler class.
+   * @throws {TypeError} For an application that is not a function, an
+   * address or option of the wrong type, or an `allowedClients` entry
+   * that is not an IP address.
+   * @throws {RangeError} For a port, descriptor or `socketMode` out of
+   * range, or a bad limit.
+   * @throws {Deno.errors.BadResource} For an `fd` that is not a listening
+   * socket.
    */
   constructor(
     address: FastCGIAddress,
@@ -1037,14 +1042,18 @@ export class FastCGIServer {
  * await serving;
  * ```
  *
- * @param address `{ hostname, port }` or `{ path }` (a Unix socket).
+ * @param address `{ hostname, port }`, `{ path }` (a Unix socket) or
+ * `{ fd }` (an inherited listening socket).
  * @param app The application.
  * @param options Body and connection limits, the access log, the handler
  * class.
  * @returns The server.
  * @throws {TypeError} For an application that is not a function or a bad
  * address or option.
- * @throws {RangeError} For a port outside 0–65535 or a bad limit.
+ * @throws {RangeError} For a port, descriptor or `socketMode` out of range,
+ * or a bad limit.
+ * @throws {Deno.errors.BadResource} For an `fd` that is not a listening
+ * socket.
  */
 export function makeFastCGIServer(
   address: FastCGIAddress,
