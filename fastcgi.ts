@@ -14,10 +14,17 @@
  * Run as a program, it serves an application module:
  *
  * ```sh
- * deno run -A fastcgi.ts app.ts                        # 127.0.0.1:9000
+ * deno run -A fastcgi.ts app.ts                        # see below
  * deno run -A fastcgi.ts app.ts:myApp --port 9001
- * deno run -A fastcgi.ts app.ts --socket /run/app/fcgi.sock --quiet
+ * deno run -A fastcgi.ts app.ts --socket /run/app/fcgi.sock --socket-mode 0660
  * ```
+ *
+ * With no `--host`, `--port` or `--socket`, it serves the listening socket
+ * it was started with, as hosts that start FastCGI programs themselves
+ * hand one over (`mod_fcgid`, lighttpd's `bin-path`, `spawn-fcgi`: file
+ * descriptor 0; systemd socket activation: file descriptor 3, with
+ * `LISTEN_PID` and `LISTEN_FDS`), else 127.0.0.1 port 9000. SIGTERM (or
+ * SIGINT) lets the requests in progress finish, then exits 0.
  *
  * @example Serving an application
  * ```ts ignore
@@ -68,16 +75,12 @@ import type {
   SyncReader,
 } from "./types.ts";
 import { BaseCGIHandler, type OutputStream } from "./handlers.ts";
-import { BytesInput, concat, processStderr } from "./_io.ts";
+import { concat, processStderr } from "./_io.ts";
 import {
-  bodyErrorApp,
-  BodySpool,
-  BodyTooLarge,
   checkCount,
   checkSize,
   DEFAULT_MAX_BODY_SIZE,
   DEFAULT_SPOOL_THRESHOLD,
-  errorApp,
 } from "./_body.ts";
 import {
   loadApplication,
@@ -85,9 +88,27 @@ import {
   runProgram,
   serveUntilStopped,
 } from "./_program.ts";
+import { encodePairs } from "./_fastcgi_record.ts";
+import {
+  type AcceptedStream,
+  clientFilter,
+  inheritedSocket,
+  listen,
+  type StreamListener,
+  webServerAddrs,
+} from "./_fastcgi_listen.ts";
+import {
+  type ByteStream,
+  Connection,
+  describe,
+  OPEN_STREAM,
+  type Outcome,
+  peerName,
+  requestAborted,
+  type ServerCore,
+} from "./_fastcgi_connection.ts";
 import {
   closeResult,
-  decodeLatin1,
   isThenable,
   logLine,
   NO_OS_ENVIRON,
@@ -98,260 +119,9 @@ import {
   typeName,
 } from "./_internal.ts";
 
-// Record types, roles, flags and statuses of the FastCGI 1.0 specification.
-const FCGI_VERSION_1 = 1;
-const BEGIN_REQUEST = 1;
-const ABORT_REQUEST = 2;
-const END_REQUEST = 3;
-const PARAMS = 4;
-const STDIN = 5;
-const STDOUT = 6;
-const STDERR = 7;
-const GET_VALUES = 9;
-const GET_VALUES_RESULT = 10;
-const UNKNOWN_TYPE = 11;
-const RESPONDER = 1;
-const KEEP_CONN = 1;
-const REQUEST_COMPLETE = 0;
-const OVERLOADED = 2;
-const UNKNOWN_ROLE = 3;
-
-const HEADER_SIZE = 8;
-/** The most content one record carries (its length field has 16 bits). */
-const MAX_CONTENT = 65535;
-/** The largest record: header, content, padding. */
-const MAX_RECORD = HEADER_SIZE + MAX_CONTENT + 255;
-/** A connection's read buffer to begin with; it grows for large records. */
-const INITIAL_READ_SIZE = 16 * 1024;
-/** The read buffer once a connection carries large records (bodies). */
-const LARGE_READ_SIZE = 4 * MAX_RECORD;
-/** Queued output bytes per connection over which a response waits. */
-const HIGH_WATER = 256 * 1024;
-/** Queued records up to this many bytes together are joined into one
- * write (larger ones are written as they are). */
-const COALESCE_LIMIT = 16 * 1024;
-/** How long a connection closed after a refused `BEGIN_REQUEST` waits
- * for the host to close its side, so that no reset discards the answer. */
-const LINGER_MS = 2000;
-
 const DEFAULT_MAX_CONNECTIONS = 1024;
 const DEFAULT_MAX_REQUESTS = 1024;
 const DEFAULT_MAX_PARAMS_SIZE = 256 * 1024;
-
-/** A name-value pair's length at `at`: 1 byte, or 4 with the high bit set;
- * `-1` when the bytes end first. */
-function pairLength(bytes: Uint8Array, at: number): [number, number] {
-  if (at >= bytes.length) return [-1, at];
-  const first = bytes[at];
-  if (first < 0x80) return [first, at + 1];
-  if (at + 4 > bytes.length) return [-1, at];
-  const length = ((first & 0x7f) * 0x1000000) +
-    (bytes[at + 1] << 16 | bytes[at + 2] << 8 | bytes[at + 3]);
-  return [length, at + 4];
-}
-
-/** Decode FastCGI name-value pairs; `null` when they are malformed. */
-function decodePairs(
-  bytes: Uint8Array,
-  onPair: (name: Uint8Array, value: Uint8Array) => void,
-): boolean {
-  let at = 0;
-  while (at < bytes.length) {
-    const [nameLength, afterName] = pairLength(bytes, at);
-    if (nameLength < 0) return false;
-    const [valueLength, start] = pairLength(bytes, afterName);
-    if (valueLength < 0) return false;
-    const end = start + nameLength + valueLength;
-    if (end > bytes.length) return false;
-    onPair(
-      bytes.subarray(start, start + nameLength),
-      bytes.subarray(start + nameLength, end),
-    );
-    at = end;
-  }
-  return true;
-}
-
-/**
- * The request's parameters as an environ; `null` when malformed. Names and
- * values become latin-1 strings, one char per byte, as PEP 3333 wants
- * them. `HTTP_CONTENT_TYPE` and `HTTP_CONTENT_LENGTH`, which nginx passes
- * along with the other request headers, are left out: their values are
- * `CONTENT_TYPE` and `CONTENT_LENGTH` (the first fills a missing
- * `CONTENT_TYPE`).
- */
-function paramsToEnviron(bytes: Uint8Array): Record<string, string> | null {
-  const environ: Record<string, string> = {};
-  let headerType: string | undefined;
-  const ok = decodePairs(bytes, (nameBytes, valueBytes) => {
-    const name = decodeLatin1(nameBytes);
-    const value = decodeLatin1(valueBytes);
-    if (name === "HTTP_CONTENT_TYPE") headerType = value;
-    // An own "__proto__" key would become the prototype when the handler
-    // copies the environ.
-    else if (name !== "HTTP_CONTENT_LENGTH" && name !== "__proto__") {
-      environ[name] = value;
-    }
-  });
-  if (headerType !== undefined && !("CONTENT_TYPE" in environ)) {
-    environ.CONTENT_TYPE = headerType;
-  }
-  return ok ? environ : null;
-}
-
-/** Encode name-value pairs (ASCII names and values). */
-function encodePairs(pairs: [string, string][]): Uint8Array {
-  const parts: number[] = [];
-  for (const [name, value] of pairs) {
-    for (const length of [name.length, value.length]) {
-      if (length < 0x80) parts.push(length);
-      else {
-        parts.push(
-          0x80 | (length >>> 24),
-          (length >>> 16) & 0xff,
-          (length >>> 8) & 0xff,
-          length & 0xff,
-        );
-      }
-    }
-    for (const text of [name, value]) {
-      for (let i = 0; i < text.length; i++) parts.push(text.charCodeAt(i));
-    }
-  }
-  return Uint8Array.from(parts);
-}
-
-/** Write a record header at `at`; the padding keeps records 8-aligned. */
-function putHeader(
-  out: Uint8Array,
-  at: number,
-  type: number,
-  id: number,
-  length: number,
-  padding: number,
-): void {
-  out[at] = FCGI_VERSION_1;
-  out[at + 1] = type;
-  out[at + 2] = id >>> 8;
-  out[at + 3] = id & 0xff;
-  out[at + 4] = length >>> 8;
-  out[at + 5] = length & 0xff;
-  out[at + 6] = padding;
-  out[at + 7] = 0;
-}
-
-function paddingOf(length: number): number {
-  return (8 - (length & 7)) & 7;
-}
-
-/** Buffers that frames of at least `POOL_MIN` bytes (response chunks)
- * are built in, reused once written: a long stream makes no garbage. */
-const FRAME_POOL: Uint8Array[] = [];
-const POOLED = new WeakSet<ArrayBufferLike>();
-const POOL_MIN = 16 * 1024;
-const POOL_BUFFER_SIZE = 128 * 1024;
-const POOL_LIMIT = 16;
-
-/** A buffer for `size` bytes of records: a pooled one when it fits. */
-function frameBuffer(size: number): Uint8Array {
-  if (size < POOL_MIN || size > POOL_BUFFER_SIZE) return new Uint8Array(size);
-  let buffer = FRAME_POOL.pop();
-  if (buffer === undefined) {
-    buffer = new Uint8Array(POOL_BUFFER_SIZE);
-    POOLED.add(buffer.buffer);
-  }
-  return buffer.subarray(0, size);
-}
-
-/** Give a written frame's buffer back to the pool. */
-function releaseFrame(frame: Uint8Array): void {
-  if (POOLED.has(frame.buffer) && FRAME_POOL.length < POOL_LIMIT) {
-    FRAME_POOL.push(new Uint8Array(frame.buffer));
-  }
-}
-
-/**
- * `data` as records of `type` (at most `MAX_CONTENT` bytes of content
- * each, padded to a multiple of 8), copied into one buffer; nothing for
- * empty `data`.
- */
-function frame(type: number, id: number, data: Uint8Array): Uint8Array {
-  let size = 0;
-  for (let left = data.length; left > 0; left -= MAX_CONTENT) {
-    const length = Math.min(left, MAX_CONTENT);
-    size += HEADER_SIZE + length + paddingOf(length);
-  }
-  const out = frameBuffer(size);
-  let at = 0;
-  for (let offset = 0; offset < data.length; offset += MAX_CONTENT) {
-    const length = Math.min(data.length - offset, MAX_CONTENT);
-    const padding = paddingOf(length);
-    putHeader(out, at, type, id, length, padding);
-    out.set(data.subarray(offset, offset + length), at + HEADER_SIZE);
-    // Padding bytes are left as they are: hosts skip them.
-    at += HEADER_SIZE + length + padding;
-  }
-  return out;
-}
-
-/** An `END_REQUEST` record at `at`. */
-function putEndRequest(
-  out: Uint8Array,
-  at: number,
-  id: number,
-  appStatus: number,
-  protocolStatus: number,
-): void {
-  putHeader(out, at, END_REQUEST, id, 8, 0);
-  out[at + 8] = appStatus >>> 24;
-  out[at + 9] = (appStatus >>> 16) & 0xff;
-  out[at + 10] = (appStatus >>> 8) & 0xff;
-  out[at + 11] = appStatus & 0xff;
-  out[at + 12] = protocolStatus;
-}
-
-function endRequestRecord(
-  id: number,
-  appStatus: number,
-  protocolStatus: number,
-): Uint8Array {
-  const out = new Uint8Array(HEADER_SIZE + 8);
-  putEndRequest(out, 0, id, appStatus, protocolStatus);
-  return out;
-}
-
-/** A management or request record with the given content. */
-function record(type: number, id: number, content: Uint8Array): Uint8Array {
-  const padding = paddingOf(content.length);
-  const out = new Uint8Array(HEADER_SIZE + content.length + padding);
-  putHeader(out, 0, type, id, content.length, padding);
-  out.set(content, HEADER_SIZE);
-  return out;
-}
-
-/** The error a response ends with when the host no longer wants it. */
-function requestAborted(): Error {
-  return new Deno.errors.ConnectionAborted(
-    "The FastCGI host ended the request",
-  );
-}
-
-/** Whether an error means the host went away (not worth a log entry). */
-function isHostGone(error: unknown): boolean {
-  return error instanceof Deno.errors.BrokenPipe ||
-    error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.BadResource ||
-    error instanceof Deno.errors.Interrupted;
-}
-
-/** Why a record stream cannot be read any further. */
-class ProtocolError extends Error {
-  constructor(message: string) {
-    super(`Cannot read a FastCGI record: ${message}`);
-    this.name = "ProtocolError";
-  }
-}
 
 /**
  * Where a `FastCGIHandler` sends the response: the request's `STDOUT`
@@ -392,13 +162,6 @@ export interface FastCGIOutput {
    * @returns A promise that settles once the backlog is written.
    */
   drain(): Promise<void>;
-}
-
-/** What `handlerOutcome` reports about a finished handler. */
-interface Outcome {
-  status: string | null;
-  bytes: number;
-  cut: boolean;
 }
 
 let handlerOutcome: (handler: FastCGIHandler) => Outcome;
@@ -707,829 +470,12 @@ export class FastCGIHandler extends BaseCGIHandler {
   }
 }
 
-/** The `STDOUT` stream of one request on its connection. */
-class RequestOutput implements FastCGIOutput {
-  readonly #connection: Connection;
-  readonly #id: number;
-  #ended = false;
-
-  constructor(connection: Connection, id: number) {
-    this.#connection = connection;
-    this.#id = id;
-  }
-
-  get ready(): boolean {
-    return this.#ended || this.#connection.backlog < HIGH_WATER;
-  }
-
-  write(data: Uint8Array): void {
-    if (this.#ended) throw requestAborted();
-    if (data.length > 0) {
-      this.#connection.send(frame(STDOUT, this.#id, data));
-    }
-  }
-
-  drain(): Promise<void> {
-    if (this.#ended) return Promise.reject(requestAborted());
-    return this.#connection.drained();
-  }
-
-  /** No more output: later writes throw, `drain()` rejects. */
-  end(): void {
-    this.#ended = true;
-  }
-}
-
-/** The `STDERR` stream of one request, as `wsgi.errors`. Once the request
- * is over, lines go to the gateway's own log instead. */
-class RequestErrors implements ErrorStream {
-  readonly #connection: Connection;
-  readonly #id: number;
-  #ended = false;
-  /** Whether any record was sent, so the stream needs its end record. */
-  used = false;
-  #encoder: TextEncoder | null = null;
-
-  constructor(connection: Connection, id: number) {
-    this.#connection = connection;
-    this.#id = id;
-  }
-
-  write(s: string): void {
-    if (typeof s !== "string") {
-      throw new TypeError(
-        `Cannot write to wsgi.errors: expected a string, not ${typeName(s)} ${
-          repr(s)
-        }`,
-      );
-    }
-    if (s.length === 0) return;
-    if (this.#ended) {
-      processStderr().write(s);
-      return;
-    }
-    this.#encoder ??= new TextEncoder();
-    this.used = true;
-    this.#connection.send(
-      frame(STDERR, this.#id, this.#encoder.encode(s)),
-    );
-  }
-
-  writelines(seq: Iterable<string>): void {
-    for (const s of seq) this.write(s);
-  }
-
-  flush(): void {}
-
-  end(): void {
-    this.#ended = true;
-  }
-}
-
-/** Where a request is in its input: its parameters, its body, or past
- * them (the handler runs). */
-const Phase = { Params: 0, Stdin: 1, Started: 2 } as const;
-
-/** One request on a connection, from `BEGIN_REQUEST` to its end. */
-class RequestState {
-  readonly id: number;
-  readonly output: RequestOutput;
-  readonly errors: RequestErrors;
-  phase: number = Phase.Params;
-  params: Uint8Array[] = [];
-  paramsLength = 0;
-  environ: Record<string, string> | null = null;
-  /** `CONTENT_LENGTH`, or -1 when unknown. */
-  expected = -1;
-  spool: BodySpool | null = null;
-  /** Whether the host has sent all it will for this request. */
-  inputDone = false;
-  /** Whether `PARAMS` and `STDIN` records are thrown away (refused). */
-  discarding = false;
-  /** Whether the response is over (`END_REQUEST` sent, or abandoned). */
-  responded = false;
-  handler: FastCGIHandler | null = null;
-  logged = false;
-
-  constructor(connection: Connection, id: number) {
-    this.id = id;
-    this.output = new RequestOutput(connection, id);
-    this.errors = new RequestErrors(connection, id);
-  }
-}
-
-/** What the connections of a server share. */
-interface ServerCore {
-  readonly server: FastCGIServer;
-  readonly limits: {
-    spoolThreshold: number;
-    maxBodySize: number;
-    tempDir?: string;
-  };
-  readonly maxConnections: number;
-  readonly maxRequests: number;
-  readonly maxParamsSize: number;
-  readonly handlerClass: typeof FastCGIHandler;
-  readonly values: Uint8Array;
-  activeRequests: number;
-  closing: boolean;
-  connections: Set<Connection>;
-  onClosed(connection: Connection): void;
-}
-
-/** Log `message` through the server's overridable `logMessage`. */
-function logTo(core: ServerCore, message: string, address = "-"): void {
-  try {
-    core.server.logMessage(message, address);
-  } catch (error) {
-    console.error(error);
-  }
-}
-
-/** An error's stack, or its string form. */
-function describe(error: unknown): string {
-  return error instanceof Error ? error.stack ?? String(error) : quote(error);
-}
-
 /**
- * One host connection: reads records as they come (split anywhere), runs
- * each request, and writes the records of every response through one
- * queue, so records of interleaved requests never mix.
- */
-class Connection {
-  readonly #core: ServerCore;
-  readonly #conn: Deno.Conn;
-  readonly peer: string;
-  readonly #requests = new Map<number, RequestState>();
-  #buffer = new Uint8Array(INITIAL_READ_SIZE);
-  #start = 0;
-  #end = 0;
-  // The output queue.
-  #queue: Uint8Array[] = [];
-  #queued = 0;
-  #writing = false;
-  #waiters: { resolve: () => void; reject: (error: unknown) => void }[] = [];
-  #error: unknown = null;
-  // Closing.
-  #closed = false;
-  #readEnded = false;
-  #closeWhenIdle = false;
-  #finishing = false;
-  #linger = false;
-  #lingerTimer: ReturnType<typeof setTimeout> | undefined;
-  readonly done: Promise<void>;
-  #markDone!: () => void;
-
-  constructor(core: ServerCore, conn: Deno.Conn) {
-    this.#core = core;
-    this.#conn = conn;
-    const addr: Deno.Addr = conn.remoteAddr;
-    this.peer = addr.transport === "tcp" || addr.transport === "udp"
-      ? `${addr.hostname}:${addr.port}`
-      : `unix:${(addr as Deno.UnixAddr).path || "-"}`;
-    this.done = new Promise((resolve) => this.#markDone = resolve);
-  }
-
-  /** Bytes queued and not yet handed to the socket. */
-  get backlog(): number {
-    return this.#queued;
-  }
-
-  /** Log a line about this connection. */
-  #note(message: string): void {
-    logTo(this.#core, message, this.peer);
-  }
-
-  // --- Output -------------------------------------------------------------
-
-  /** Queue whole records; they are written in order, after a microtask so
-   * that the records one step produces leave in one write. */
-  send(bytes: Uint8Array): void {
-    if (this.#closed || this.#error !== null || bytes.length === 0) return;
-    this.#queue.push(bytes);
-    this.#queued += bytes.length;
-    if (!this.#writing) {
-      this.#writing = true;
-      queueMicrotask(() => void this.#pump());
-    }
-  }
-
-  /** Settles once the backlog is below the high-water mark. */
-  drained(): Promise<void> {
-    if (this.#error !== null || this.#closed) {
-      return Promise.reject(this.#error ?? requestAborted());
-    }
-    if (this.#queued < HIGH_WATER) return RESOLVED;
-    return new Promise((resolve, reject) => {
-      this.#waiters.push({ resolve, reject });
-    });
-  }
-
-  async #pump(): Promise<void> {
-    try {
-      while (this.#queue.length > 0 && !this.#closed) {
-        const data = this.#take();
-        for (let offset = 0; offset < data.length;) {
-          offset += await this.#conn.write(
-            offset === 0 ? data : data.subarray(offset),
-          );
-        }
-        this.#queued -= data.length;
-        releaseFrame(data);
-        if (this.#queued < HIGH_WATER) this.#wake();
-      }
-    } catch (error) {
-      this.#writing = false;
-      this.#fail(error);
-      return;
-    }
-    this.#writing = false;
-    if (this.#finishing) this.#afterLastWrite();
-  }
-
-  /** The next bytes to write: queued records joined up to a limit. */
-  #take(): Uint8Array {
-    const queue = this.#queue;
-    let count = 1;
-    let total = queue[0].length;
-    while (
-      count < queue.length && total + queue[count].length <= COALESCE_LIMIT
-    ) {
-      total += queue[count].length;
-      count++;
-    }
-    if (count === 1) return queue.shift()!;
-    const pieces = queue.splice(0, count);
-    const joined = concat(pieces, total);
-    for (const piece of pieces) releaseFrame(piece);
-    return joined;
-  }
-
-  #wake(): void {
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const waiter of waiters) waiter.resolve();
-  }
-
-  /** The socket failed: every request on it is over. */
-  #fail(error: unknown): void {
-    if (this.#closed) return;
-    this.#error = error;
-    if (!isHostGone(error)) {
-      this.#note(`Cannot write to the FastCGI host: ${describe(error)}`);
-    }
-    this.close();
-  }
-
-  // --- Input --------------------------------------------------------------
-
-  /** Read and answer records until the connection ends. */
-  async serve(): Promise<void> {
-    try {
-      for (;;) {
-        if (this.#start === this.#end) this.#start = this.#end = 0;
-        this.#makeRoom();
-        const n = await this.#conn.read(this.#buffer.subarray(this.#end));
-        if (n === null) break;
-        if (this.#finishing) {
-          // Half-closed: nothing more can be answered.
-          this.#start = this.#end = 0;
-          continue;
-        }
-        this.#end += n;
-        this.#parse();
-        if (this.#closed) return;
-      }
-    } catch (error) {
-      if (this.#closed) return;
-      if (error instanceof ProtocolError) {
-        this.#note(error.message);
-      } else if (!isHostGone(error)) {
-        this.#note(`Cannot read from the FastCGI host: ${describe(error)}`);
-      }
-      this.close();
-      return;
-    }
-    this.#readEnded = true;
-    if (this.#closed) return;
-    if (this.#start !== this.#end && !this.#finishing) {
-      this.#note(
-        `Cannot read a FastCGI record: the connection ended inside one, after ${
-          this.#end - this.#start
-        } bytes`,
-      );
-    }
-    // The host closed the connection: FastCGI's way to abort every request
-    // on it (a host that only shut down its sending side would have
-    // nothing to read the responses with either).
-    this.close();
-  }
-
-  /**
-   * Make room at the end of the buffer for the rest of the record under way
-   * (all of it, once its header is in). The buffer starts small, which
-   * most requests fit in, and grows once for a record that does not: large
-   * bodies then come in large reads.
-   */
-  #makeRoom(): void {
-    const buffer = this.#buffer;
-    const used = this.#end - this.#start;
-    let need = HEADER_SIZE;
-    if (used >= HEADER_SIZE) {
-      const at = this.#start;
-      need += (buffer[at + 4] << 8 | buffer[at + 5]) + buffer[at + 6];
-    }
-    if (need > buffer.length) {
-      const larger = new Uint8Array(LARGE_READ_SIZE);
-      larger.set(buffer.subarray(this.#start, this.#end));
-      this.#buffer = larger;
-      this.#start = 0;
-      this.#end = used;
-    } else if (buffer.length - this.#start < need) {
-      buffer.copyWithin(0, this.#start, this.#end);
-      this.#start = 0;
-      this.#end = used;
-    }
-  }
-
-  /** Handle every whole record in the buffer. */
-  #parse(): void {
-    const buffer = this.#buffer;
-    // Nothing after the last request of a connection that is closing.
-    while (
-      this.#end - this.#start >= HEADER_SIZE && !this.#closed &&
-      !this.#finishing
-    ) {
-      const at = this.#start;
-      const version = buffer[at];
-      if (version !== FCGI_VERSION_1) {
-        throw new ProtocolError(
-          `version ${version} is not ${FCGI_VERSION_1} (a record header starts with ${
-            quote(decodeLatin1(buffer.subarray(at, at + HEADER_SIZE)))
-          })`,
-        );
-      }
-      const type = buffer[at + 1];
-      const id = buffer[at + 2] << 8 | buffer[at + 3];
-      const length = buffer[at + 4] << 8 | buffer[at + 5];
-      const total = HEADER_SIZE + length + buffer[at + 6];
-      if (this.#end - at < total) return;
-      this.#start = at + total;
-      // The content is a view into the read buffer: whatever is kept is
-      // copied.
-      this.#record(
-        type,
-        id,
-        buffer.subarray(at + HEADER_SIZE, at + HEADER_SIZE + length),
-      );
-    }
-  }
-
-  #record(type: number, id: number, content: Uint8Array): void {
-    if (id === 0) {
-      this.#management(type, content);
-      return;
-    }
-    switch (type) {
-      case BEGIN_REQUEST:
-        this.#begin(id, content);
-        return;
-      case ABORT_REQUEST: {
-        const request = this.#requests.get(id);
-        if (request !== undefined) this.#abort(request);
-        return;
-      }
-      case PARAMS:
-        this.#params(id, content);
-        return;
-      case STDIN:
-        this.#stdin(id, content);
-        return;
-      default:
-        throw new ProtocolError(
-          `type ${type} is not one a host sends for a request (request ${id})`,
-        );
-    }
-  }
-
-  /** `GET_VALUES` is answered; any other management record is not known. */
-  #management(type: number, content: Uint8Array): void {
-    if (type !== GET_VALUES) {
-      const body = new Uint8Array(8);
-      body[0] = type;
-      this.send(record(UNKNOWN_TYPE, 0, body));
-      return;
-    }
-    const names: string[] = [];
-    if (!decodePairs(content, (name) => void names.push(decodeLatin1(name)))) {
-      throw new ProtocolError("the GET_VALUES names are malformed");
-    }
-    const values = this.#core.values;
-    const known = new Map<string, string>();
-    decodePairs(values, (name, value) => {
-      known.set(decodeLatin1(name), decodeLatin1(value));
-    });
-    const answer: [string, string][] = [];
-    for (const name of names) {
-      const value = known.get(name);
-      if (value !== undefined) answer.push([name, value]);
-    }
-    this.send(record(GET_VALUES_RESULT, 0, encodePairs(answer)));
-  }
-
-  #begin(id: number, content: Uint8Array): void {
-    if (content.length !== 8) {
-      throw new ProtocolError(
-        `BEGIN_REQUEST carries ${content.length} bytes, not 8 (request ${id})`,
-      );
-    }
-    const existing = this.#requests.get(id);
-    if (existing !== undefined) {
-      if (!existing.responded) {
-        throw new ProtocolError(`request ${id} began twice`);
-      }
-      // Answered while its input was still coming; the host has moved on.
-      existing.inputDone = true;
-      this.#settle(existing);
-    }
-    const role = content[0] << 8 | content[1];
-    // Without KEEP_CONN, the connection closes after this request.
-    if ((content[2] & KEEP_CONN) === 0) this.#closeWhenIdle = true;
-    const core = this.#core;
-    if (role !== RESPONDER) {
-      this.#linger = true;
-      this.send(endRequestRecord(id, 0, UNKNOWN_ROLE));
-      this.#maybeFinish();
-      return;
-    }
-    if (core.closing || core.activeRequests >= core.maxRequests) {
-      this.#linger = true;
-      this.send(endRequestRecord(id, 0, OVERLOADED));
-      this.#maybeFinish();
-      return;
-    }
-    core.activeRequests++;
-    this.#requests.set(id, new RequestState(this, id));
-  }
-
-  #params(id: number, content: Uint8Array): void {
-    const request = this.#requests.get(id);
-    // Records of requests not (or no longer) active are ignored.
-    if (request === undefined || request.discarding || request.responded) {
-      return;
-    }
-    if (request.phase !== Phase.Params) {
-      throw new ProtocolError(
-        `PARAMS after the end of the parameters (request ${id})`,
-      );
-    }
-    if (content.length === 0) {
-      this.#paramsDone(request);
-      return;
-    }
-    const length = request.paramsLength + content.length;
-    if (length > this.#core.maxParamsSize) {
-      this.#note(
-        `Cannot take request ${id}: its parameters are over ${this.#core.maxParamsSize} bytes`,
-      );
-      request.params = [];
-      this.#refuse(
-        request,
-        errorApp(
-          "431 Request Header Fields Too Large",
-          "The request's header fields are too large.",
-        ),
-        {},
-      );
-      return;
-    }
-    request.params.push(content.slice());
-    request.paramsLength = length;
-  }
-
-  #paramsDone(request: RequestState): void {
-    const bytes = concat(request.params, request.paramsLength);
-    request.params = [];
-    request.phase = Phase.Stdin;
-    const environ = paramsToEnviron(bytes);
-    if (environ === null) {
-      this.#note(
-        `Cannot take request ${request.id}: its name-value pairs are malformed`,
-      );
-      this.#refuse(
-        request,
-        errorApp("400 Bad Request", "The request is malformed."),
-        {},
-      );
-      return;
-    }
-    request.environ = environ;
-    const declared = environ.CONTENT_LENGTH;
-    if (declared !== undefined && declared !== "") {
-      const digits = declared.trim();
-      if (!/^[0-9]{1,15}$/.test(digits)) {
-        this.#refuse(request, this.#badBody());
-        return;
-      }
-      request.expected = Number(digits);
-      if (request.expected > this.#core.limits.maxBodySize) {
-        this.#refuse(request, this.#tooLarge());
-        return;
-      }
-    }
-  }
-
-  /** The 413 answer of `_body.ts`. */
-  #tooLarge(): Application {
-    const max = this.#core.limits.maxBodySize;
-    return bodyErrorApp(new BodyTooLarge(max), max);
-  }
-
-  /** The 400 answer of `_body.ts`, for a body that cannot be right. */
-  #badBody(error: unknown = null): Application {
-    return bodyErrorApp(error, this.#core.limits.maxBodySize);
-  }
-
-  #stdin(id: number, content: Uint8Array): void {
-    const request = this.#requests.get(id);
-    if (request === undefined) return;
-    if (request.discarding) {
-      if (content.length === 0) {
-        request.inputDone = true;
-        request.discarding = false;
-        this.#settle(request);
-      }
-      return;
-    }
-    if (request.responded) return;
-    if (request.phase !== Phase.Stdin) {
-      throw new ProtocolError(
-        request.phase === Phase.Params
-          ? `STDIN before the end of the parameters (request ${id})`
-          : `STDIN after the end of the body (request ${id})`,
-      );
-    }
-    const received = request.spool?.length ?? 0;
-    const expected = request.expected;
-    if (content.length === 0) {
-      request.inputDone = true;
-      if (expected >= 0 && received !== expected) {
-        this.#refuse(request, this.#badBody());
-        return;
-      }
-      const environ = request.environ!;
-      if (expected < 0) environ.CONTENT_LENGTH = String(received);
-      let input: InputStream;
-      try {
-        input = request.spool === null
-          ? new BytesInput()
-          : request.spool.input();
-      } catch (error) {
-        this.#note(`Cannot read the body of request ${id}: ${describe(error)}`);
-        this.#refuse(request, this.#badBody(error));
-        return;
-      }
-      this.#run(request, this.#core.server.getApp()!, input, environ);
-      return;
-    }
-    if (expected >= 0 && received + content.length > expected) {
-      this.#refuse(request, this.#badBody());
-      return;
-    }
-    try {
-      request.spool ??= new BodySpool(this.#core.limits);
-      request.spool.append(content, true);
-    } catch (error) {
-      if (!(error instanceof BodyTooLarge)) {
-        this.#note(`Cannot keep the body of request ${id}: ${describe(error)}`);
-      }
-      this.#refuse(request, this.#badBody(error));
-    }
-  }
-
-  /** Answer with `app` instead of the application; the rest of the
-   * request's input is thrown away as it comes. */
-  #refuse(
-    request: RequestState,
-    app: Application,
-    environ: Record<string, string> = request.environ ?? {},
-  ): void {
-    this.#releaseBody(request);
-    request.discarding = !request.inputDone;
-    this.#run(request, app, new BytesInput(), environ);
-  }
-
-  #releaseBody(request: RequestState): void {
-    const spool = request.spool;
-    request.spool = null;
-    try {
-      spool?.release();
-    } catch (error) {
-      this.#note(
-        `Cannot remove the body of request ${request.id}: ${describe(error)}`,
-      );
-    }
-  }
-
-  /** Run `app` for the request through a handler. */
-  #run(
-    request: RequestState,
-    app: Application,
-    input: InputStream,
-    environ: Record<string, string>,
-  ): void {
-    request.phase = Phase.Started;
-    request.environ = environ;
-    let running: Promise<void>;
-    try {
-      const handler = new this.#core.handlerClass(
-        input,
-        request.output,
-        request.errors,
-        environ,
-      );
-      request.handler = handler;
-      running = handler.run(app);
-    } catch (error) {
-      running = Promise.reject(error);
-    }
-    if (running === RESOLVED) this.#respond(request, null);
-    else {
-      running.then(
-        () => this.#respond(request, null),
-        (error) => this.#respond(request, error ?? new Error(String(error))),
-      );
-    }
-  }
-
-  /** The handler is done: end the request (or cut it short). */
-  #respond(request: RequestState, error: unknown): void {
-    this.#releaseBody(request);
-    if (request.responded) {
-      this.#settle(request);
-      return;
-    }
-    const outcome = request.handler === null
-      ? { status: null, bytes: 0, cut: true }
-      : handlerOutcome(request.handler);
-    let cut = outcome.cut;
-    if (error !== null) {
-      cut = true;
-      this.#note(
-        `Cannot finish the response to request ${request.id}: ${
-          describe(error)
-        }`,
-      );
-    }
-    request.responded = true;
-    request.output.end();
-    request.errors.end();
-    const id = request.id;
-    if (!cut) {
-      // The end of STDOUT (and of STDERR if used), then END_REQUEST.
-      const tail = request.errors.used ? 2 * HEADER_SIZE : HEADER_SIZE;
-      const out = new Uint8Array(tail + HEADER_SIZE + 8);
-      putHeader(out, 0, STDOUT, id, 0, 0);
-      if (request.errors.used) putHeader(out, HEADER_SIZE, STDERR, id, 0, 0);
-      putEndRequest(out, tail, id, 0, REQUEST_COMPLETE);
-      this.send(out);
-    } else if (this.#requests.size > 1) {
-      // Other requests share the connection: end this one as failed.
-      this.send(endRequestRecord(id, 1, REQUEST_COMPLETE));
-    } else {
-      // No END_REQUEST: the host sees the response end too early, as a CGI
-      // program that died.
-      this.#closeWhenIdle = true;
-    }
-    this.#log(request, outcome.status, outcome.bytes);
-    this.#settle(request);
-  }
-
-  /** `ABORT_REQUEST`: stop the response, answer `END_REQUEST`. */
-  #abort(request: RequestState): void {
-    request.inputDone = true;
-    request.discarding = false;
-    if (request.responded) {
-      this.#settle(request);
-      return;
-    }
-    this.#stop(request);
-    this.send(endRequestRecord(request.id, 1, REQUEST_COMPLETE));
-    this.#settle(request);
-  }
-
-  /** The host went away (or the input cannot complete): stop, send
-   * nothing. */
-  #abandon(request: RequestState): void {
-    request.inputDone = true;
-    request.discarding = false;
-    if (!request.responded) this.#stop(request);
-    this.#settle(request);
-  }
-
-  #stop(request: RequestState): void {
-    request.responded = true;
-    request.output.end();
-    request.errors.end();
-    const handler = request.handler;
-    const outcome = handler === null ? null : handlerOutcome(handler);
-    handler?.abort();
-    this.#releaseBody(request);
-    this.#log(request, outcome?.status ?? null, outcome?.bytes ?? 0);
-  }
-
-  #log(request: RequestState, status: string | null, bytes: number): void {
-    // A request dropped before its parameters were complete is no request.
-    if (request.logged || request.environ === null) return;
-    request.logged = true;
-    const code = status === null ? "-" : status.split(" ", 1)[0];
-    try {
-      this.#core.server.logRequest(request.environ ?? {}, code, bytes);
-    } catch (error) {
-      console.error(error);
-    }
-  }
-
-  /** Forget a request once both its response and its input are over. */
-  #settle(request: RequestState): void {
-    if (!request.responded || !request.inputDone) return;
-    if (this.#requests.get(request.id) !== request) return;
-    this.#requests.delete(request.id);
-    this.#core.activeRequests--;
-    this.#maybeFinish();
-  }
-
-  // --- Closing ------------------------------------------------------------
-
-  /** Close the connection once it is idle, if it is to be closed. */
-  #maybeFinish(): void {
-    if (this.#closed || this.#finishing || this.#requests.size > 0) return;
-    if (!this.#closeWhenIdle && !this.#core.closing) return;
-    this.finish();
-  }
-
-  /** Stop taking requests; close once the queue is written. */
-  finish(): void {
-    if (this.#closed || this.#finishing) return;
-    if (this.#requests.size > 0) {
-      this.#closeWhenIdle = true;
-      return;
-    }
-    this.#finishing = true;
-    if (!this.#writing) this.#afterLastWrite();
-  }
-
-  /**
-   * Close once everything is written. When the host may still be sending
-   * (a request refused at `BEGIN_REQUEST`: its parameters follow), shut
-   * down the sending side first and give the host `LINGER_MS` to close its
-   * own: a close with unread input resets the connection, and a reset may
-   * discard the answer before the host has read it.
-   */
-  #afterLastWrite(): void {
-    if (this.#closed) return;
-    if (!this.#linger || this.#readEnded) {
-      this.close();
-      return;
-    }
-    try {
-      this.#conn.closeWrite().catch(() => this.close());
-    } catch {
-      this.close();
-      return;
-    }
-    this.#lingerTimer = setTimeout(() => this.close(), LINGER_MS);
-  }
-
-  /** Close the socket now; every request still on it is over. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    clearTimeout(this.#lingerTimer);
-    try {
-      this.#conn.close();
-    } catch {
-      // Already closed.
-    }
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    if (waiters.length > 0) {
-      const error = this.#error ?? requestAborted();
-      for (const waiter of waiters) waiter.reject(error);
-    }
-    this.#queue = [];
-    this.#queued = 0;
-    for (const request of [...this.#requests.values()]) {
-      this.#abandon(request);
-    }
-    this.#core.onClosed(this);
-    this.#markDone();
-  }
-}
-
-/**
- * The address a FastCGI server listens on: TCP (`port` 0 picks a free one)
- * or a Unix socket.
+ * The address a FastCGI server listens on: TCP (`port` 0 picks a free
+ * one), a Unix socket, or a listening socket it inherits on a file
+ * descriptor (`{ fd: 0 }`, `FCGI_LISTENSOCK_FILENO`, when `mod_fcgid`,
+ * lighttpd's `bin-path` or `spawn-fcgi` started the process; `{ fd: 3 }`
+ * under systemd socket activation).
  *
  * @example Usage
  * ```ts
@@ -1538,12 +484,14 @@ class Connection {
  *
  * const tcp: FastCGIAddress = { hostname: "127.0.0.1", port: 9000 };
  * const unix: FastCGIAddress = { path: "/run/app/fastcgi.sock" };
- * assert.ok("port" in tcp && "path" in unix);
+ * const inherited: FastCGIAddress = { fd: 0 };
+ * assert.ok("port" in tcp && "path" in unix && "fd" in inherited);
  * ```
  */
 export type FastCGIAddress =
   | { hostname: string; port: number }
-  | { path: string };
+  | { path: string }
+  | { fd: number };
 
 /**
  * Options of `makeFastCGIServer` and the `FastCGIServer` constructor.
@@ -1620,6 +568,26 @@ export interface FastCGIServerOptions {
    */
   maxParamsSize?: number;
   /**
+   * The IP addresses of the web servers that may connect over TCP (the
+   * FastCGI specification's `FCGI_WEB_SERVER_ADDRS`, php-fpm's
+   * `listen.allowed_clients`); a connection from any other address is
+   * closed at once and logged. Unix sockets are not checked: their file
+   * mode (`socketMode`) says who may connect.
+   *
+   * @default {undefined} The comma-separated list of the
+   * `FCGI_WEB_SERVER_ADDRS` environment variable where it is set (and
+   * readable: `--allow-env`), else anyone.
+   */
+  allowedClients?: string[];
+  /**
+   * The file mode of the Unix socket (`{ path }` addresses only), set
+   * once it is bound: `0o660` lets the socket's group (the web server's,
+   * say) connect.
+   *
+   * @default {undefined} As the process's umask makes it.
+   */
+  socketMode?: number;
+  /**
    * The class whose instances answer each request.
    *
    * @default {FastCGIHandler}
@@ -1627,28 +595,13 @@ export interface FastCGIServerOptions {
   handlerClass?: typeof FastCGIHandler;
 }
 
-/** Remove a Unix socket left by a process that is gone; refuse to remove
- * anything that is not a socket. */
-function clearStaleSocket(path: string): void {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!info.isSocket) {
-    throw new Deno.errors.AddrInUse(
-      `Cannot listen on ${quote(path)}: it exists and is not a socket`,
-    );
-  }
-  Deno.removeSync(path);
-}
-
 /**
  * A FastCGI gateway for one application (the Responder role of FastCGI
- * 1.0), listening on TCP or a Unix socket. It is bound once constructed,
- * and answers while `serveForever()` runs; connections that come before
- * wait in the listen queue.
+ * 1.0), listening on TCP, a Unix socket, or a listening socket it inherits
+ * (`{ fd }`). It is bound once constructed, and answers while
+ * `serveForever()` runs; connections that come before wait in the listen
+ * queue. TCP peers not in `allowedClients` (by default
+ * `FCGI_WEB_SERVER_ADDRS`) are closed at once, with a line in the log.
  *
  * Each request's parameters become its environ: names and values as
  * latin-1 strings, one char per byte (a UTF-8 path `/é` arrives as
@@ -1694,8 +647,11 @@ function clearStaleSocket(path: string): void {
 export class FastCGIServer {
   /** The address listened on; for TCP, with the real port. */
   readonly serverAddress: FastCGIAddress;
-  /** The TCP port listened on; 0 for a Unix socket. */
+  /** The TCP port listened on (an inherited socket's too); 0 for a Unix
+   * socket. */
   readonly serverPort: number;
+  /** The addresses TCP peers may connect from; `null` for any. */
+  readonly allowedClients: readonly string[] | null;
   /** Whether the access log is off. */
   readonly quiet: boolean;
   /** Request bodies up to this many bytes are held in memory. */
@@ -1713,28 +669,35 @@ export class FastCGIServer {
   readonly maxParamsSize: number;
 
   #application: Application;
-  #listener: Deno.Listener;
+  #listener: StreamListener;
+  #allowed: ((address: string) => boolean) | null;
+  #allowedFrom: string;
   #core: ServerCore;
+  #connections = new Set<Connection>();
   #serving: Promise<void> | null = null;
   #shutdown: Promise<void> | null = null;
   #stopServing!: () => void;
   #stopped: Promise<void>;
   #slotFreed: (() => void) | null = null;
   #accepted = 0;
-  #socketPath: string | null = null;
-  #socketInode: number | null = null;
+  #socket: { path: string; inode: number | null } | null;
 
   /**
    * Bind to `address` and listen.
    *
-   * @param address `{ hostname, port }` (port 0: any free one) or
-   * `{ path }` for a Unix socket (a stale socket file there is replaced).
+   * @param address `{ hostname, port }` (port 0: any free one),
+   * `{ path }` for a Unix socket (a stale socket file there is replaced),
+   * or `{ fd }` for a listening socket the process inherited.
    * @param app The application.
-   * @param options Body and connection limits, the access log, the handler
-   * class.
-   * @throws {TypeError} For an application that is not a function, or an
-   * address or option of the wrong type.
-   * @throws {RangeError} For a port outside 0–65535 or a bad limit.
+   * @param options Body and connection limits, who may connect, the
+   * socket's mode, the access log, the handler class.
+   * @throws {TypeError} For an application that is not a function, an
+   * address or option of the wrong type, or an `allowedClients` entry
+   * that is not an IP address.
+   * @throws {RangeError} For a port, descriptor or `socketMode` out of
+   * range, or a bad limit.
+   * @throws {Deno.errors.BadResource} For an `fd` that is not a listening
+   * socket.
    */
   constructor(
     address: FastCGIAddress,
@@ -1784,30 +747,35 @@ export class FastCGIServer {
       DEFAULT_MAX_REQUESTS,
     );
     this.#application = app;
-    const bound = listen(address);
-    this.#listener = bound;
-    if ("path" in address) {
-      this.#socketPath = address.path;
-      this.#socketInode = Deno.lstatSync(address.path).ino;
-      this.serverAddress = { path: address.path };
-      this.serverPort = 0;
-    } else {
-      const addr = bound.addr as Deno.NetAddr;
-      this.serverAddress = { hostname: addr.hostname, port: addr.port };
-      this.serverPort = addr.port;
-    }
+    const fromEnvironment = options.allowedClients === undefined;
+    const clients = options.allowedClients ?? webServerAddrs();
+    this.#allowed = clientFilter(
+      clients,
+      fromEnvironment ? "FCGI_WEB_SERVER_ADDRS" : "allowedClients",
+    );
+    this.allowedClients = this.#allowed === null ? null : [...clients!];
+    this.#allowedFrom = fromEnvironment
+      ? "FCGI_WEB_SERVER_ADDRS"
+      : "allowedClients";
+    const bound = listen(address, options.socketMode);
+    this.#listener = bound.listener;
+    this.#socket = bound.socket;
+    this.serverPort = bound.port;
+    this.serverAddress = "fd" in address
+      ? { fd: address.fd }
+      : bound.socket !== null
+      ? { path: bound.socket.path }
+      : { hostname: bound.hostname!, port: bound.port };
     this.#stopped = new Promise((resolve) => this.#stopServing = resolve);
+    OPEN_STREAM.set(this, (stream, peer) => this.#open(stream, peer));
     this.#core = {
-      server: this,
       limits: {
         spoolThreshold: this.spoolThreshold,
         maxBodySize: this.maxBodySize,
         tempDir,
       },
-      maxConnections: this.maxConnections,
       maxRequests: this.maxRequests,
       maxParamsSize: this.maxParamsSize,
-      handlerClass,
       values: encodePairs([
         ["FCGI_MAX_CONNS", String(this.maxConnections)],
         ["FCGI_MAX_REQS", String(this.maxRequests)],
@@ -1815,14 +783,34 @@ export class FastCGIServer {
       ]),
       activeRequests: 0,
       closing: false,
-      connections: new Set(),
+      getApp: () => this.getApp(),
+      newHandler: (input, output, errors, environ) =>
+        new handlerClass(input, output, errors, environ),
+      outcome: (handler) => handlerOutcome(handler as FastCGIHandler),
+      logMessage: (message, address) => this.#log(message, address),
+      logRequest: (environ, code, bytes) => {
+        try {
+          this.logRequest(environ, code, bytes);
+        } catch (error) {
+          console.error(error);
+        }
+      },
       onClosed: (connection) => {
-        this.#core.connections.delete(connection);
+        this.#connections.delete(connection);
         const freed = this.#slotFreed;
         this.#slotFreed = null;
         freed?.();
       },
     };
+  }
+
+  /** Log `message` through the overridable `logMessage`. */
+  #log(message: string, address = "-"): void {
+    try {
+      this.logMessage(message, address);
+    } catch (error) {
+      console.error(error);
+    }
   }
 
   /**
@@ -1845,7 +833,7 @@ export class FastCGIServer {
 
   /** Host connections open now. */
   get openConnections(): number {
-    return this.#core.connections.size;
+    return this.#connections.size;
   }
 
   /** Host connections accepted since the server started. */
@@ -1876,20 +864,20 @@ export class FastCGIServer {
   async #acceptLoop(): Promise<void> {
     const core = this.#core;
     while (!core.closing) {
-      if (core.connections.size >= this.maxConnections) {
+      if (this.#connections.size >= this.maxConnections) {
         await new Promise<void>((resolve) => {
           this.#slotFreed = resolve;
           this.#stopped.then(resolve);
         });
         continue;
       }
-      let conn: Deno.Conn;
+      let conn: AcceptedStream;
       try {
         conn = await this.#listener.accept();
       } catch (error) {
         if (core.closing || error instanceof Deno.errors.BadResource) break;
         // Out of file descriptors, say: log, wait a moment, go on.
-        logTo(core, `Cannot accept a connection: ${describe(error)}`);
+        this.#log(`Cannot accept a connection: ${describe(error)}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
         continue;
       }
@@ -1897,15 +885,34 @@ export class FastCGIServer {
         conn.close();
         break;
       }
-      this.#accepted++;
+      const addr = conn.remoteAddr;
+      if (
+        this.#allowed !== null && addr.transport === "tcp" &&
+        !this.#allowed(addr.hostname)
+      ) {
+        conn.close();
+        this.#log(
+          `Refused the connection: ${
+            quote(addr.hostname)
+          } is not in ${this.#allowedFrom}`,
+          peerName(addr),
+        );
+        continue;
+      }
       if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-      const connection = new Connection(core, conn);
-      core.connections.add(connection);
-      connection.serve().catch((error) => {
-        logTo(core, `Cannot serve: ${describe(error)}`, connection.peer);
-        connection.close();
-      });
+      this.#open(conn, peerName(addr));
     }
+  }
+
+  /** Serve a host connection. */
+  #open(stream: ByteStream, peer: string): void {
+    this.#accepted++;
+    const connection = new Connection(this.#core, stream, peer);
+    this.#connections.add(connection);
+    connection.serve().catch((error) => {
+      this.#log(`Cannot serve: ${describe(error)}`, connection.peer);
+      connection.close();
+    });
   }
 
   /**
@@ -1927,11 +934,11 @@ export class FastCGIServer {
     }
     this.#removeSocket();
     this.#stopServing();
-    for (const connection of core.connections) connection.finish();
+    for (const connection of this.#connections) connection.finish();
     return this.#shutdown = (async () => {
       await this.#serving;
-      while (core.connections.size > 0) {
-        await Promise.all([...core.connections].map((c) => c.done));
+      while (this.#connections.size > 0) {
+        await Promise.all([...this.#connections].map((c) => c.done));
       }
     })();
   }
@@ -1939,10 +946,12 @@ export class FastCGIServer {
   /** Remove the Unix socket file, if it is still the one bound here (a
    * new gateway may have taken the path meanwhile). */
   #removeSocket(): void {
-    const path = this.#socketPath;
-    if (path === null) return;
+    const socket = this.#socket;
+    if (socket === null) return;
     try {
-      if (Deno.lstatSync(path).ino === this.#socketInode) Deno.removeSync(path);
+      if (Deno.lstatSync(socket.path).ino === socket.inode) {
+        Deno.removeSync(socket.path);
+      }
     } catch {
       // Gone already (Deno removes it when the listener closes).
     }
@@ -2010,56 +1019,6 @@ export class FastCGIServer {
   }
 }
 
-/** Bind a listener for `address`, checking its shape. */
-function listen(address: FastCGIAddress): Deno.Listener {
-  const given = address as Partial<
-    { hostname: unknown; port: unknown; path: unknown }
-  >;
-  if (typeof given !== "object" || given === null) {
-    throw new TypeError(
-      `Cannot create the server: the address must be { hostname, port } or { path }, not ${
-        repr(address)
-      }`,
-    );
-  }
-  if ("path" in given) {
-    if (typeof given.path !== "string" || given.path === "") {
-      throw new TypeError(
-        `Cannot create the server: the socket path must be a non-empty string, not ${
-          typeName(given.path)
-        } ${quote(given.path)}`,
-      );
-    }
-    clearStaleSocket(given.path);
-    return Deno.listen({ transport: "unix", path: given.path });
-  }
-  const { hostname, port } = given;
-  if (typeof hostname !== "string") {
-    throw new TypeError(
-      `Cannot create the server: the hostname must be a string, not ${
-        typeName(hostname)
-      } ${quote(hostname)}`,
-    );
-  }
-  if (typeof port !== "number" || !Number.isInteger(port)) {
-    throw new TypeError(
-      `Cannot create the server: the port must be an integer, not ${
-        typeName(port)
-      } ${quote(port)}`,
-    );
-  }
-  if (port < 0 || port > 65535) {
-    throw new RangeError(
-      `Cannot create the server: the port must be from 0 to 65535, not ${port}`,
-    );
-  }
-  return Deno.listen({
-    transport: "tcp",
-    hostname: hostname === "" ? "0.0.0.0" : hostname,
-    port,
-  });
-}
-
 /**
  * Create a FastCGI gateway for `app`, bound to `address` when this returns
  * (`serverPort` is the real port); it answers while `serveForever()` runs.
@@ -2083,14 +1042,18 @@ function listen(address: FastCGIAddress): Deno.Listener {
  * await serving;
  * ```
  *
- * @param address `{ hostname, port }` or `{ path }` (a Unix socket).
+ * @param address `{ hostname, port }`, `{ path }` (a Unix socket) or
+ * `{ fd }` (an inherited listening socket).
  * @param app The application.
  * @param options Body and connection limits, the access log, the handler
  * class.
  * @returns The server.
  * @throws {TypeError} For an application that is not a function or a bad
  * address or option.
- * @throws {RangeError} For a port outside 0–65535 or a bad limit.
+ * @throws {RangeError} For a port, descriptor or `socketMode` out of range,
+ * or a bad limit.
+ * @throws {Deno.errors.BadResource} For an `fd` that is not a listening
+ * socket.
  */
 export function makeFastCGIServer(
   address: FastCGIAddress,
@@ -2101,12 +1064,23 @@ export function makeFastCGIServer(
 }
 
 const USAGE =
-  "Usage: deno run -A fastcgi.ts module[:name] [--host H] [--port P | --socket PATH] [--quiet]";
+  "Usage: deno run -A fastcgi.ts module[:name] [--host H] [--port P | --socket PATH [--socket-mode 0660]] [--quiet]";
+
+/**
+ * Where the program listens without an address on its command line: the
+ * listening socket on fd 0 that a host which starts FastCGI programs
+ * hands over, else the one systemd passes on fd 3, else 127.0.0.1:9000.
+ */
+function inheritedAddress(): FastCGIAddress {
+  const fd = inheritedSocket();
+  return fd !== null ? { fd } : { hostname: "127.0.0.1", port: 9000 };
+}
 
 async function main(args: string[]): Promise<number> {
-  let hostname = "127.0.0.1";
-  let port = 9000;
+  let hostname: string | null = null;
+  let port: number | null = null;
   let path: string | null = null;
+  let socketMode: number | undefined;
   let quiet = false;
   let spec: string | null = null;
   for (let i = 0; i < args.length; i++) {
@@ -2120,7 +1094,14 @@ async function main(args: string[]): Promise<number> {
         return 2;
       }
     } else if (arg === "--socket" && i + 1 < args.length) path = args[++i];
-    else if (arg === "--quiet") quiet = true;
+    else if (arg === "--socket-mode" && i + 1 < args.length) {
+      const value = args[++i];
+      if (!/^0?[0-7]{3}$/.test(value)) {
+        console.error(`Not a file mode: ${quote(value)}\n${USAGE}`);
+        return 2;
+      }
+      socketMode = parseInt(value, 8);
+    } else if (arg === "--quiet") quiet = true;
     else if (arg === "--help" || arg === "-h") {
       console.log(USAGE);
       return 0;
@@ -2134,6 +1115,15 @@ async function main(args: string[]): Promise<number> {
     console.error(`No application module given\n${USAGE}`);
     return 2;
   }
+  if (socketMode !== undefined && path === null) {
+    console.error(`--socket-mode goes with --socket\n${USAGE}`);
+    return 2;
+  }
+  const address: FastCGIAddress = path !== null
+    ? { path }
+    : hostname !== null || port !== null
+    ? { hostname: hostname ?? "127.0.0.1", port: port ?? 9000 }
+    : inheritedAddress();
   let app: Application;
   try {
     app = await loadApplication(spec);
@@ -2143,20 +1133,19 @@ async function main(args: string[]): Promise<number> {
   }
   let server: FastCGIServer;
   try {
-    server = makeFastCGIServer(
-      path !== null ? { path } : { hostname, port },
-      app,
-      { quiet },
-    );
+    server = makeFastCGIServer(address, app, { quiet, socketMode });
   } catch (error) {
     console.error((error as Error).message);
     return 1;
   }
-  const where = path !== null
-    ? `unix:${path}`
-    : `${
-      (server.serverAddress as { hostname: string }).hostname
-    } port ${server.serverPort}`;
+  const bound = server.serverAddress;
+  const where = "path" in bound
+    ? `unix:${bound.path}`
+    : "fd" in bound
+    ? `fd ${bound.fd} (${
+      server.serverPort > 0 ? `TCP port ${server.serverPort}` : "a Unix socket"
+    })`
+    : `${bound.hostname} port ${server.serverPort}`;
   await serveUntilStopped(server, `Serving FastCGI on ${where} ...`);
   return 0;
 }

@@ -9,6 +9,7 @@
  */
 
 import assert from "node:assert/strict";
+import { closeSync, openSync } from "node:fs";
 import {
   FastCGIHandler,
   type FastCGIOutput,
@@ -27,6 +28,7 @@ import {
   makeTestApp,
   PATTERN,
 } from "./fixtures/fastcgi_app.ts";
+import { OPEN_STREAM } from "../_fastcgi_connection.ts";
 import {
   assemble,
   AUTHORIZER,
@@ -39,6 +41,7 @@ import {
   FILTER,
   getParams,
   join,
+  memoryPipe,
   OVERLOADED,
   parseCgi,
   record,
@@ -60,11 +63,22 @@ const MIB = 1024 * 1024;
 const ERROR_BODY =
   "A server error occurred.  Please contact the administrator.";
 
+/**
+ * How the tests reach the gateway: over TCP or a Unix socket it listens
+ * on, or over in-memory streams handed to it as its listener hands it
+ * sockets (`OPEN_STREAM`), which exercises the connection without a
+ * network.
+ */
+type Transport = "tcp" | "unix" | "memory";
+
 /** A gateway under test, with what is needed to check it after. */
 interface Gateway {
   server: FastCGIServer;
   stats: AppStats;
+  transport: Transport;
   address: { hostname: string; port: number } | { path: string };
+  /** How the log names the peer of a connection (a regular expression). */
+  peer: string;
   tempDir: string;
   log: string[];
   connect(): Promise<FcgiClient>;
@@ -78,34 +92,73 @@ class LoggedServer extends FastCGIServer {
   }
 }
 
+/** What `withGateway` takes beyond the server's options. */
+interface GatewayOptions extends FastCGIServerOptions {
+  /** The application; the test app (a new one each run) by default. */
+  app?: Application;
+  /** Wrap the test app (`validator`, say). */
+  wrap?: (app: Application) => Application;
+  /** The transports to run `fn` over, one step each. */
+  transports?: Transport[];
+}
+
 /**
- * Run `fn` against a gateway serving `app` (the test app by default), then
+ * Run `fn` against a gateway serving `app` (the test app by default), over
+ * each transport (TCP and in memory by default) in a step of its own; then
  * shut it down and check that nothing is left: no socket on its port, no
  * spool file, no request, no connection.
  */
 async function withGateway(
+  t: Deno.TestContext,
+  fn: (gateway: Gateway, t: Deno.TestContext) => Promise<void>,
+  options: GatewayOptions = {},
+): Promise<void> {
+  const { transports = ["tcp", "memory"], ...rest } = options;
+  for (const transport of transports) {
+    await t.step(
+      transport,
+      (t) => runGateway(transport, (gateway) => fn(gateway, t), rest),
+    );
+  }
+}
+
+async function runGateway(
+  transport: Transport,
   fn: (gateway: Gateway) => Promise<void>,
-  options: FastCGIServerOptions & { app?: Application; unix?: boolean } = {},
+  options: GatewayOptions,
 ): Promise<void> {
   const tempDir = await Deno.makeTempDir({ prefix: "wsgiref-fcgi-test-" });
   const made = makeTestApp();
-  const { app = made.app, unix = false, ...serverOptions } = options;
-  const address = unix
+  const { wrap, app = wrap?.(made.app) ?? made.app, ...serverOptions } =
+    options;
+  const address = transport === "unix"
     ? { path: `${tempDir}/gateway.sock` }
     : { hostname: "127.0.0.1", port: 0 };
   const server = new LoggedServer(address, app, {
     tempDir,
     ...serverOptions,
   });
-  const bound = server.serverAddress;
+  const bound = server.serverAddress as Gateway["address"];
   const serving = server.serveForever();
+  let streams = 0;
   const gateway: Gateway = {
     server,
     stats: made.stats,
+    transport,
     address: bound,
+    peer: transport === "memory"
+      ? "memory:\\d+"
+      : transport === "unix"
+      ? "unix:-"
+      : "127\\.0\\.0\\.1:\\d+",
     tempDir,
     log: server.lines,
-    connect: () => FcgiClient.connect(bound),
+    connect: () => {
+      if (transport !== "memory") return FcgiClient.connect(bound);
+      const [host, gatewayEnd] = memoryPipe();
+      OPEN_STREAM.get(server)!(gatewayEnd, `memory:${++streams}`);
+      return Promise.resolve(new FcgiClient(host));
+    },
   };
   try {
     await fn(gateway);
@@ -116,7 +169,7 @@ async function withGateway(
   try {
     assert.equal(server.openConnections, 0, "connections left open");
     assert.equal(server.activeRequests, 0, "requests left in progress");
-    if (unix) {
+    if (transport === "unix") {
       assert.equal(socketsAt((bound as { path: string }).path), 0);
       assert.throws(() => Deno.statSync((bound as { path: string }).path));
     } else {
@@ -203,8 +256,8 @@ const BYTES_CASES: [string, Application][] = [
 
 Deno.test("makeFastCGIServer() sends on STDOUT exactly the bytes BaseCGIHandler writes", async (t) => {
   for (const [name, app] of BYTES_CASES) {
-    await t.step(name, async () => {
-      await withGateway(async (gateway) => {
+    await t.step(name, async (t) => {
+      await withGateway(t, async (gateway) => {
         const params = getParams("/bytes");
         const response = await get(gateway, "/bytes");
         assert.equal(
@@ -218,8 +271,8 @@ Deno.test("makeFastCGIServer() sends on STDOUT exactly the bytes BaseCGIHandler 
   }
 });
 
-Deno.test("makeFastCGIServer() ends STDOUT with an empty record, then END_REQUEST", async () => {
-  await withGateway(async (gateway) => {
+Deno.test("makeFastCGIServer() ends STDOUT with an empty record, then END_REQUEST", async (t) => {
+  await withGateway(t, async (gateway) => {
     const { records } = await get(gateway, "/hello");
     assert.deepEqual(
       records.map((r) => [r.type, r.content.length > 0]),
@@ -241,13 +294,13 @@ Deno.test("makeFastCGIServer() ends STDOUT with an empty record, then END_REQUES
   }, { quiet: true });
 });
 
-Deno.test("makeFastCGIServer() sends STDOUT records of at most 65,535 bytes", async () => {
+Deno.test("makeFastCGIServer() sends STDOUT records of at most 65,535 bytes", async (t) => {
   const body = new Uint8Array(3 * 65536 + 5).map((_, i) => i % 251);
   const app: Application = (_environ, startResponse) => {
     startResponse("200 OK", [["Content-Type", "application/octet-stream"]]);
     return [body, body];
   };
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway) => {
     const response = await get(gateway, "/");
     const sizes = response.records
       .filter((r) => r.type === FCGI.STDOUT)
@@ -261,7 +314,7 @@ Deno.test("makeFastCGIServer() sends STDOUT records of at most 65,535 bytes", as
 // --- Connections ----------------------------------------------------------
 
 Deno.test("makeFastCGIServer() closes the connection after END_REQUEST unless KEEP_CONN", async (t) => {
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     await t.step("without KEEP_CONN: closed", async () => {
       const client = await gateway.connect();
       try {
@@ -342,8 +395,8 @@ Deno.test("makeFastCGIServer() serves on a Unix socket, replacing a stale one", 
   }
 });
 
-Deno.test("makeFastCGIServer() serves requests through a Unix socket with the test app", async () => {
-  await withGateway(async (gateway) => {
+Deno.test("makeFastCGIServer() serves requests through a Unix socket with the test app", async (t) => {
+  await withGateway(t, async (gateway) => {
     const response = await get(gateway, "/env");
     assert.equal(
       JSON.parse(decoder.decode(response.cgi.body)).PATH_INFO,
@@ -352,7 +405,7 @@ Deno.test("makeFastCGIServer() serves requests through a Unix socket with the te
     const path = (gateway.address as { path: string }).path;
     // The listener, once the gateway has seen the client go.
     await waitFor(() => socketsAt(path) === 1, "one socket");
-  }, { unix: true, quiet: true });
+  }, { transports: ["unix"], quiet: true });
 });
 
 // --- Params ---------------------------------------------------------------
@@ -383,7 +436,7 @@ Deno.test("makeFastCGIServer() reads records split anywhere, with 1- and 4-byte 
     long: "short",
     adler: adler32(body),
   };
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     for (
       const [name, sizes, longLengths] of [
         ["one byte at a time", [1], false],
@@ -436,7 +489,7 @@ const environApp: Application = (environ, startResponse) => {
   return [encoder.encode(JSON.stringify(out))];
 };
 
-Deno.test("makeFastCGIServer() skips record padding of any length, up to 255 bytes", async () => {
+Deno.test("makeFastCGIServer() skips record padding of any length, up to 255 bytes", async (t) => {
   const app: Application = (environ, startResponse) => {
     const body = environ["wsgi.input"]!.read(Number(environ.CONTENT_LENGTH));
     startResponse("200 OK", [["Content-Type", "text/plain"]]);
@@ -465,7 +518,7 @@ Deno.test("makeFastCGIServer() skips record padding of any length, up to 255 byt
     }
     records.push(record(type, 1, new Uint8Array(0), { padding: padding }));
   }
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway) => {
     const client = await gateway.connect();
     try {
       await client.sendInPieces(join(...records), [70000, 3, 65800]);
@@ -480,7 +533,7 @@ Deno.test("makeFastCGIServer() skips record padding of any length, up to 255 byt
   }, { app, quiet: true });
 });
 
-Deno.test("makeFastCGIServer() makes latin-1 environ strings of the params, one char per byte", async () => {
+Deno.test("makeFastCGIServer() makes latin-1 environ strings of the params, one char per byte", async (t) => {
   const params = {
     ...getParams("/"),
     PATH_INFO: "/caf\xc3\xa9/\xe9",
@@ -498,7 +551,7 @@ Deno.test("makeFastCGIServer() makes latin-1 environ strings of the params, one 
     HTTP_CONTENT_LENGTH: "0",
     HTTP_CONTENT_TYPE: "text/plain",
   };
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway) => {
     const client = await gateway.connect();
     let response;
     try {
@@ -529,8 +582,7 @@ Deno.test("makeFastCGIServer() makes latin-1 environ strings of the params, one 
 });
 
 Deno.test("makeFastCGIServer() passes the environ, streams and result checks of validator()", async (t) => {
-  const { app, stats } = makeTestApp();
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     for (const path of ["/env", "/stream?bytes=200000", "/async?n=3", "/x"]) {
       await t.step(path, async () => {
         const response = await get(gateway, path);
@@ -570,9 +622,9 @@ Deno.test("makeFastCGIServer() passes the environ, streams and result checks of 
       },
     );
     await t.step("results closed once each", () => {
-      assert.deepEqual(stats.closes, { "/stream": 1, "/async": 1 });
+      assert.deepEqual(gateway.stats.closes, { "/stream": 1, "/async": 1 });
     });
-  }, { app: validator(app), quiet: true });
+  }, { wrap: validator, quiet: true });
 });
 
 // --- Bodies ---------------------------------------------------------------
@@ -597,7 +649,7 @@ Deno.test("makeFastCGIServer() gives the body as wsgi.input: in memory, or spool
     startResponse("200 OK", [["Content-Type", "application/json"]]);
     return [encoder.encode(JSON.stringify({ length, sum }))];
   };
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     tempDir = gateway.tempDir;
     for (
       const [name, size, spooled] of [
@@ -689,7 +741,8 @@ Deno.test("makeFastCGIServer() refuses bodies it cannot take, without calling th
       "400 Bad Request",
     ],
   ];
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
+    calls = 0;
     for (const [name, params, body, status] of cases) {
       await t.step(name, async () => {
         const client = await gateway.connect();
@@ -718,7 +771,7 @@ Deno.test("makeFastCGIServer() refuses bodies it cannot take, without calling th
 // --- Management records and roles ---------------------------------------
 
 Deno.test("makeFastCGIServer() answers GET_VALUES, unknown management types and other roles", async (t) => {
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     const client = await gateway.connect();
     try {
       await t.step(
@@ -784,8 +837,8 @@ Deno.test("makeFastCGIServer() answers GET_VALUES, unknown management types and 
   }, { quiet: true, maxConnections: 7, maxRequests: 9 });
 });
 
-Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async () => {
-  await withGateway(async (gateway) => {
+Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async (t) => {
+  await withGateway(t, async (gateway) => {
     const client = await gateway.connect();
     try {
       await client.send(
@@ -811,8 +864,8 @@ Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async () =>
   }, { quiet: true, maxRequests: 1 });
 });
 
-Deno.test("makeFastCGIServer() keeps connections over maxConnections in the listen queue", async () => {
-  await withGateway(async (gateway) => {
+Deno.test("makeFastCGIServer() keeps connections over maxConnections in the listen queue", async (t) => {
+  await withGateway(t, async (gateway) => {
     const first = await gateway.connect();
     await first.request(getParams("/first"), { keepConn: true });
     const second = await gateway.connect();
@@ -835,13 +888,13 @@ Deno.test("makeFastCGIServer() keeps connections over maxConnections in the list
       first.close();
       second.close();
     }
-  }, { quiet: true, maxConnections: 1 });
+  }, { quiet: true, maxConnections: 1, transports: ["tcp"] });
 });
 
 // --- Streaming, aborts, disconnects ---------------------------------------
 
-Deno.test("makeFastCGIServer() streams with backpressure: a host that stops reading stops the app", async () => {
-  await withGateway(async (gateway) => {
+Deno.test("makeFastCGIServer() streams with backpressure: a host that stops reading stops the app", async (t) => {
+  await withGateway(t, async (gateway) => {
     const client = await gateway.connect();
     try {
       await client.send(requestRecords(getParams("/forever")));
@@ -875,7 +928,7 @@ Deno.test("makeFastCGIServer() streams with backpressure: a host that stops read
 });
 
 Deno.test("makeFastCGIServer() ends a response when the host drops the connection", async (t) => {
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     for (
       const [path, route] of [["/forever", "/forever"], ["/hang", "/hang"], [
         "/async?n=1000",
@@ -908,7 +961,7 @@ Deno.test("makeFastCGIServer() ends a response when the host drops the connectio
 });
 
 Deno.test("makeFastCGIServer() honours ABORT_REQUEST", async (t) => {
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     const client = await gateway.connect();
     try {
       for (
@@ -960,8 +1013,8 @@ Deno.test("makeFastCGIServer() honours ABORT_REQUEST", async (t) => {
   }, { quiet: true });
 });
 
-Deno.test("makeFastCGIServer() answers requests interleaved on one connection", async () => {
-  await withGateway(async (gateway) => {
+Deno.test("makeFastCGIServer() answers requests interleaved on one connection", async (t) => {
+  await withGateway(t, async (gateway) => {
     const client = await gateway.connect();
     try {
       const p1 = encodePairs(getParams("/stream?bytes=300000&chunk=10000"));
@@ -1020,8 +1073,8 @@ Deno.test("makeFastCGIServer() answers requests interleaved on one connection", 
 
 // --- Errors ---------------------------------------------------------------
 
-Deno.test("makeFastCGIServer() sends the 500 page and the stack on STDERR when the app throws", async () => {
-  await withGateway(async (gateway) => {
+Deno.test("makeFastCGIServer() sends the 500 page and the stack on STDERR when the app throws", async (t) => {
+  await withGateway(t, async (gateway) => {
     const response = await get(gateway, "/error");
     assert.equal(
       decodeLatin1(response.stdout),
@@ -1042,7 +1095,7 @@ Deno.test("makeFastCGIServer() sends the 500 page and the stack on STDERR when t
 });
 
 Deno.test("makeFastCGIServer() cuts a response short when the app throws after sending", async (t) => {
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     await t.step(
       "alone on its connection: closed without END_REQUEST",
       async () => {
@@ -1153,7 +1206,7 @@ Deno.test("makeFastCGIServer() refuses bad input and goes on serving", async (t)
       "the GET_VALUES names are malformed",
     ],
   ];
-  await withGateway(async (gateway) => {
+  await withGateway(t, async (gateway, t) => {
     for (const [name, bytes, message] of cases) {
       await t.step(`${name}: connection closed, logged`, async () => {
         const client = await gateway.connect();
@@ -1168,7 +1221,7 @@ Deno.test("makeFastCGIServer() refuses bad input and goes on serving", async (t)
         assert.equal(lines.length, 1, lines.join("\n"));
         assert.match(
           lines[0],
-          /^127\.0\.0\.1:\d+ Cannot read a FastCGI record: /,
+          new RegExp(`^${gateway.peer} Cannot read a FastCGI record: `),
         );
         assert.ok(lines[0].includes(message), lines[0]);
         gateway.log.length = 0;
@@ -1199,7 +1252,7 @@ Deno.test("makeFastCGIServer() refuses bad input and goes on serving", async (t)
         const started = gateway.stats.started["/"] ?? 0;
         const client = await gateway.connect();
         await client.send(bytes);
-        await (client.conn as Deno.TcpConn).closeWrite();
+        await client.closeWrite();
         assert.deepEqual(await client.untilClosed(), []);
         client.close();
         await waitFor(() => gateway.server.openConnections === 0, "the close");
@@ -1294,8 +1347,8 @@ Deno.test("makeFastCGIServer() refuses bad input and goes on serving", async (t)
 
 // --- Shutdown, logging, arguments -----------------------------------------
 
-Deno.test("FastCGIServer.shutdown() lets requests in progress finish", async () => {
-  await withGateway(async (gateway) => {
+Deno.test("FastCGIServer.shutdown() lets requests in progress finish", async (t) => {
+  await withGateway(t, async (gateway) => {
     const busy = await gateway.connect();
     const idle = await gateway.connect();
     try {
@@ -1311,7 +1364,9 @@ Deno.test("FastCGIServer.shutdown() lets requests in progress finish", async () 
       busy.close();
       idle.close();
       await stopping;
-      await assert.rejects(gateway.connect(), Deno.errors.ConnectionRefused);
+      if (gateway.transport === "tcp") {
+        await assert.rejects(gateway.connect(), Deno.errors.ConnectionRefused);
+      }
     } finally {
       busy.close();
       idle.close();
@@ -1333,7 +1388,10 @@ Deno.test("FastCGIServer.logRequest() logs each request in Common Log Format, un
       { quiet },
     );
     const serving = server.serveForever();
-    const client = await FcgiClient.connect(server.serverAddress);
+    const client = await FcgiClient.connect({
+      hostname: "127.0.0.1",
+      port: server.serverPort,
+    });
     await client.request(getParams("/a b?q=\x01", { REMOTE_ADDR: "10.0.0.5" }));
     client.close();
     await server.shutdown();
@@ -1403,7 +1461,53 @@ Deno.test("makeFastCGIServer() refuses bad arguments", () => {
     [
       [null, app],
       TypeError,
-      "Cannot create the server: the address must be { hostname, port } or { path }, not None",
+      "Cannot create the server: the address must be { hostname, port }, { path } or { fd }, not None",
+    ],
+    [
+      [{ fd: -1 }, app],
+      RangeError,
+      "Cannot create the server: fd must be a file descriptor number, not -1",
+    ],
+    [
+      [{ fd: "0" }, app],
+      TypeError,
+      'Cannot create the server: fd must be an integer, not string "0"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { socketMode: 0o660 }],
+      TypeError,
+      "Cannot create the server: socketMode applies to a Unix socket ({ path }) only",
+    ],
+    [
+      [{ path: "/nonexistent/x.sock" }, app, { socketMode: 0o1000 }],
+      RangeError,
+      "Cannot create the server: socketMode must be from 0o0 to 0o777, not 0o1000",
+    ],
+    [
+      [{ path: "/nonexistent/x.sock" }, app, { socketMode: "660" }],
+      TypeError,
+      'Cannot create the server: socketMode must be an integer, not string "660"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, {
+        allowedClients: "127.0.0.1",
+      }],
+      TypeError,
+      'Cannot create the server: allowedClients must be an array of IP addresses, not string "127.0.0.1"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, {
+        allowedClients: ["127.0.0.1", "localhost"],
+      }],
+      TypeError,
+      'Cannot create the server: allowedClients holds "localhost", which is not an IP address',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, {
+        allowedClients: ["256.0.0.1"],
+      }],
+      TypeError,
+      'Cannot create the server: allowedClients holds "256.0.0.1", which is not an IP address',
     ],
     [
       [{ hostname: "127.0.0.1", port: 0 }, app, { maxRequests: 0 }],
@@ -1427,6 +1531,188 @@ Deno.test("makeFastCGIServer() refuses bad arguments", () => {
       (error) => error instanceof type && (error as Error).message === message,
       message,
     );
+  }
+});
+
+Deno.test("makeFastCGIServer() refuses an fd that is not a listening socket", async () => {
+  const file = await Deno.makeTempFile();
+  const fd = openSync(file, "r");
+  try {
+    for (const bad of [fd, 1_000_000]) {
+      assert.throws(
+        () => makeFastCGIServer({ fd: bad }, makeTestApp().app),
+        (error) =>
+          error instanceof Deno.errors.BadResource &&
+          error.message ===
+            `Cannot listen on fd ${bad}: it is not a listening socket`,
+      );
+    }
+  } finally {
+    closeSync(fd);
+    await Deno.remove(file);
+  }
+});
+
+// --- Who may connect --------------------------------------------------------
+
+/** Whether the gateway answers a request on a new connection, or closes it
+ * without a record. */
+async function answers(gateway: FastCGIServer, hostname = "127.0.0.1") {
+  const client = await FcgiClient.connect({
+    hostname,
+    port: gateway.serverPort,
+  });
+  try {
+    await client.send(requestRecords(getParams("/who")));
+    const records = await client.untilClosed();
+    return records.length > 0;
+  } catch (error) {
+    // A refused connection may be reset under the request.
+    if (error instanceof Deno.errors.ConnectionReset) return false;
+    throw error;
+  } finally {
+    client.close();
+  }
+}
+
+Deno.test("makeFastCGIServer() closes TCP connections from peers not in allowedClients, and logs them", async (t) => {
+  for (
+    const [name, allowedClients, served] of [
+      ["not listed", ["10.1.2.3", "::1"], false],
+      ["listed", ["10.1.2.3", "127.0.0.1"], true],
+      ["listed as an IPv4-mapped IPv6 address", ["::ffff:127.0.0.1"], true],
+      ["an empty list: nobody", [], false],
+      ["no list: anyone", undefined, true],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      const server = new LoggedServer(
+        { hostname: "127.0.0.1", port: 0 },
+        makeTestApp().app,
+        {
+          quiet: true,
+          allowedClients: allowedClients && [...allowedClients],
+        },
+      );
+      const serving = server.serveForever();
+      try {
+        assert.equal(await answers(server), served);
+        assert.equal(server.lines.length, served ? 0 : 1);
+        if (!served) {
+          assert.match(
+            server.lines[0],
+            /^127\.0\.0\.1:\d+ Refused the connection: "127\.0\.0\.1" is not in allowedClients$/,
+          );
+          assert.equal(server.acceptedConnections, 0);
+        }
+        assert.deepEqual(
+          server.allowedClients,
+          allowedClients === undefined ? null : allowedClients,
+        );
+      } finally {
+        await server.shutdown();
+        await serving;
+      }
+      assert.equal(socketsOnPort(server.serverPort), 0);
+    });
+  }
+});
+
+Deno.test("makeFastCGIServer() takes allowedClients from FCGI_WEB_SERVER_ADDRS", async (t) => {
+  const saved = Deno.env.get("FCGI_WEB_SERVER_ADDRS");
+  try {
+    for (
+      const [value, served, list] of [
+        ["10.0.0.1, 10.0.0.2", false, ["10.0.0.1", "10.0.0.2"]],
+        ["10.0.0.1,127.0.0.1", true, ["10.0.0.1", "127.0.0.1"]],
+        ["", true, null],
+      ] as const
+    ) {
+      await t.step(JSON.stringify(value), async () => {
+        Deno.env.set("FCGI_WEB_SERVER_ADDRS", value);
+        const server = new LoggedServer(
+          { hostname: "127.0.0.1", port: 0 },
+          makeTestApp().app,
+          { quiet: true },
+        );
+        const serving = server.serveForever();
+        try {
+          assert.deepEqual(server.allowedClients, list);
+          assert.equal(await answers(server), served);
+          if (!served) {
+            assert.match(
+              server.lines[0],
+              / Refused the connection: "127\.0\.0\.1" is not in FCGI_WEB_SERVER_ADDRS$/,
+            );
+          }
+        } finally {
+          await server.shutdown();
+          await serving;
+        }
+      });
+    }
+    await t.step("the option wins over the variable", async () => {
+      Deno.env.set("FCGI_WEB_SERVER_ADDRS", "10.0.0.1");
+      await using server = makeFastCGIServer(
+        { hostname: "127.0.0.1", port: 0 },
+        makeTestApp().app,
+        { quiet: true, allowedClients: ["127.0.0.1"] },
+      );
+      const serving = server.serveForever();
+      assert.equal(await answers(server), true);
+      await server.shutdown();
+      await serving;
+    });
+    await t.step("a bad address in it: refused at start", () => {
+      Deno.env.set("FCGI_WEB_SERVER_ADDRS", "127.0.0.1,web1");
+      assert.throws(
+        () =>
+          makeFastCGIServer(
+            { hostname: "127.0.0.1", port: 0 },
+            makeTestApp().app,
+          ),
+        (error) =>
+          error instanceof TypeError &&
+          error.message ===
+            'Cannot create the server: FCGI_WEB_SERVER_ADDRS holds "web1", which is not an IP address',
+      );
+    });
+  } finally {
+    if (saved === undefined) Deno.env.delete("FCGI_WEB_SERVER_ADDRS");
+    else Deno.env.set("FCGI_WEB_SERVER_ADDRS", saved);
+  }
+});
+
+Deno.test("makeFastCGIServer() gives a Unix socket the file mode of socketMode; allowedClients does not apply to it", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "wsgiref-fcgi-mode-" });
+  try {
+    for (const mode of [0o660, 0o600, 0o777, undefined]) {
+      await t.step(
+        mode === undefined ? "no mode" : mode.toString(8),
+        async () => {
+          const path = `${dir}/g.sock`;
+          await using server = makeFastCGIServer(
+            { path },
+            makeTestApp().app,
+            { quiet: true, socketMode: mode, allowedClients: ["10.0.0.1"] },
+          );
+          const expected = mode ?? (0o777 & ~Deno.umask());
+          assert.equal(Deno.statSync(path).mode! & 0o777, expected);
+          const serving = server.serveForever();
+          const client = await FcgiClient.connect({ path });
+          const response = await client.request(getParams("/mode"));
+          client.close();
+          assert.equal(
+            decoder.decode(parseCgi(response.stdout).body),
+            "Hello /mode\n",
+          );
+          await server.shutdown();
+          await serving;
+        },
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -12,6 +12,7 @@ import {
   parseCgi,
   requestRecords,
 } from "./fixtures/fcgi_client.ts";
+import { exited } from "./fixtures/child.ts";
 
 const FASTCGI = new URL("../fastcgi.ts", import.meta.url).pathname;
 const APP = new URL("./fixtures/fastcgi_app.ts", import.meta.url).pathname;
@@ -65,25 +66,6 @@ function start(args: string[]): Program {
     return status;
   })();
   return { child, stdout: () => out, stderr: () => err, banner, status };
-}
-
-/** The exit status, or a kill and a failure after `ms`. */
-async function exited(
-  program: Program,
-  ms = 10_000,
-): Promise<Deno.CommandStatus> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<null>((resolve) => {
-    timer = setTimeout(() => resolve(null), ms);
-  });
-  const status = await Promise.race([program.status, timeout]);
-  clearTimeout(timer);
-  if (status === null) {
-    program.child.kill("SIGKILL");
-    await program.status;
-    throw new Error(`The gateway did not exit within ${ms} ms`);
-  }
-  return status;
 }
 
 /** The peak resident memory of a process, in bytes (VmHWM). */
@@ -221,6 +203,47 @@ Deno.test("deno run -A fastcgi.ts removes its socket on SIGTERM", async () => {
   }
 });
 
+Deno.test("deno run -A fastcgi.ts --socket-mode sets the socket's file mode", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "wsgiref-fcgi-program-" });
+  try {
+    for (const [flag, mode] of [["0660", 0o660], ["600", 0o600]] as const) {
+      await t.step(flag, async () => {
+        const path = `${dir}/gateway.sock`;
+        const program = start([APP, "--socket", path, "--socket-mode", flag]);
+        try {
+          assert.equal(
+            await program.banner,
+            `Serving FastCGI on unix:${path} ...`,
+          );
+          const info = Deno.statSync(path);
+          assert.equal(info.mode! & 0o777, mode);
+          // The group the web server needs is the gateway's own (systemd's
+          // Group=), as the socket is made by the gateway.
+          assert.equal(info.gid, Deno.gid());
+          const client = await FcgiClient.connect({ path });
+          const response = await client.request(getParams("/m"));
+          client.close();
+          assert.equal(
+            decoder.decode(parseCgi(response.stdout).body),
+            "Hello /m\n",
+          );
+          program.child.kill("SIGTERM");
+          assert.equal((await exited(program)).code, 0);
+        } finally {
+          try {
+            program.child.kill("SIGKILL");
+          } catch {
+            // Exited.
+          }
+          await program.status;
+        }
+      });
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("deno run -A fastcgi.ts refuses bad command lines", async (t) => {
   for (
     const [args, code, message] of [
@@ -231,6 +254,21 @@ Deno.test("deno run -A fastcgi.ts refuses bad command lines", async (t) => {
       ],
       [[APP, "--port", "x"], 2, /^Not a port: "x"\nUsage: /],
       [[APP, "--bogus"], 2, /^Unexpected argument "--bogus"\nUsage: /],
+      [
+        [APP, "--socket", "/tmp/x.sock", "--socket-mode", "0999"],
+        2,
+        /^Not a file mode: "0999"\nUsage: /,
+      ],
+      [
+        [APP, "--socket", "/tmp/x.sock", "--socket-mode", "rw"],
+        2,
+        /^Not a file mode: "rw"\nUsage: /,
+      ],
+      [
+        [APP, "--socket-mode", "0660"],
+        2,
+        /^--socket-mode goes with --socket\nUsage: /,
+      ],
       [
         [`${APP}:nothing`],
         1,
