@@ -75,6 +75,8 @@ import {
   checkSize,
   DEFAULT_MAX_BODY_SIZE,
   DEFAULT_SPOOL_THRESHOLD,
+  errorApp,
+  normalizeContentLength,
 } from "./_body.ts";
 import {
   closeResult,
@@ -106,6 +108,12 @@ const HEADER_KEY_CACHE_LIMIT = 512;
 /** Header name → `[CGI name, HTTP_ key]`, e.g. `x-a` → `["X_A", "HTTP_X_A"]`. */
 const HEADER_KEYS = new Map<string, [string, string]>();
 const EMPTY = new Uint8Array(0);
+
+/** The answer to a request whose Content-Length is not one length. */
+const BAD_LENGTH_APP = errorApp(
+  "400 Bad Request",
+  "The request's Content-Length is not a valid length.",
+);
 
 /** Errors already logged by a handler, which `Deno.serve` need not log. */
 const LOGGED = new WeakSet<object>();
@@ -1278,9 +1286,10 @@ export class WSGIRequestHandler {
    * `REQUEST_METHOD`, `PATH_INFO` (percent-decoded, a latin-1 string; a
    * leading `//` reduced to `/` as `http.server` does), `QUERY_STRING`
    * (raw), `REMOTE_ADDR`, `CONTENT_TYPE` (`text/plain` when absent, as
-   * wsgiref), `CONTENT_LENGTH` and an `HTTP_*` key per other header (none
-   * that would replace a CGI variable; repeats joined as `Deno.serve` joins
-   * them, with `", "`).
+   * wsgiref), `CONTENT_LENGTH` (one decimal number: repeated equal
+   * `Content-Length` lines give one) and an `HTTP_*` key per other header
+   * (none that would replace a CGI variable; repeats joined as `Deno.serve`
+   * joins them, with `", "`).
    *
    * @returns A new object.
    */
@@ -1326,8 +1335,10 @@ export class WSGIRequestHandler {
     // more per request.
     request.headers.forEach((value, name) => {
       if (name === "content-type") environ.CONTENT_TYPE = value;
-      else if (name === "content-length") environ.CONTENT_LENGTH = value;
-      else {
+      else if (name === "content-length") {
+        // Left as sent when invalid: handle() refuses the request.
+        environ.CONTENT_LENGTH = normalizeContentLength(value) ?? value;
+      } else {
         const [cgiName, key] = headerKeys(name);
         // Never override a CGI variable; join repeated headers with ",".
         if (!(cgiName in environ)) {
@@ -1351,8 +1362,9 @@ export class WSGIRequestHandler {
   /**
    * Answer the request: read its body (in memory, or spooled to a
    * temporary file above `spoolThreshold`; over `maxBodySize` it is
-   * answered 413 without calling the application), then run the
-   * application through a `ServerHandler`.
+   * answered 413 without calling the application, and a `Content-Length`
+   * that is not one length 400), then run the application through a
+   * `ServerHandler`.
    *
    * @returns The response.
    */
@@ -1373,11 +1385,18 @@ export class WSGIRequestHandler {
     const environ = this.getEnviron();
     const application = this.server.getApp() as Application;
     const method = environ.REQUEST_METHOD;
+    const declared = environ.CONTENT_LENGTH;
+    if (declared !== "" && normalizeContentLength(declared) === null) {
+      // Deno.serve refuses most bad lengths itself, not one beyond
+      // Number.MAX_SAFE_INTEGER; a subclass's getEnviron() may set any.
+      this.request.body?.cancel().catch(() => {});
+      return this.#run(BAD_LENGTH_APP, new BytesInput(), environ);
+    }
     // Deno.serve gives GET, HEAD and CONNECT requests no body; and reading
     // request.body before request.bytes() would cost bytes() its fast path.
     if (
       method === "GET" || method === "HEAD" || method === "CONNECT" ||
-      environ.CONTENT_LENGTH === "0"
+      declared === "0"
     ) {
       return this.#run(application, new BytesInput(), environ);
     }

@@ -143,6 +143,34 @@ async function rawRequest(
   }
 }
 
+/**
+ * Send raw bytes and read one response with a `content-length`, then close
+ * the connection (for a server that would keep it open).
+ */
+async function rawResponse(port: number, request: string): Promise<Uint8Array> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    let data: Uint8Array = latin1(request);
+    while (data.length > 0) data = data.subarray(await conn.write(data));
+    let received = new Uint8Array(0);
+    const buffer = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 100_000; i++) {
+      const head = fromLatin1(received);
+      const end = head.indexOf("\r\n\r\n");
+      const length = /\r\ncontent-length: (\d+)\r\n/i.exec(head);
+      if (end >= 0 && length && received.length >= end + 4 + +length[1]) {
+        return received;
+      }
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      received = concat([received, buffer.subarray(0, n)]);
+    }
+    throw new Error(`Incomplete response: ${fromLatin1(received)}`);
+  } finally {
+    conn.close();
+  }
+}
+
 /** The raw response as a latin-1 string, its `date:` value replaced. */
 function normalised(response: Uint8Array): string {
   return fromLatin1(response).replace(
@@ -544,6 +572,68 @@ Deno.test("WSGIRequestHandler.handle() answers 413 to a body over maxBodySize wi
       assert.equal(calls, 1);
     });
   }, { maxBodySize: 100, spoolThreshold: 10 });
+});
+
+Deno.test("WSGIRequestHandler.handle() takes repeated equal Content-Length lines as one length, and refuses the rest", async (t) => {
+  let calls = 0;
+  const app: Application = (environ, startResponse) => {
+    calls++;
+    return echoApp(environ, startResponse);
+  };
+  const send = (port: number, lines: string, body = "abc") =>
+    rawRequest(
+      port,
+      `POST /len HTTP/1.1\r\nHost: h\r\nConnection: close\r\n${lines}\r\n${body}`,
+    ).then(normalised);
+  // RFC 9110 §8.6: the same decimal value repeated may be taken as one.
+  const accepted: [string, string][] = [
+    ["Content-Length: 3\r\nContent-Length: 3\r\n", "two equal lines"],
+    ["Content-Length: 3\r\nContent-Length: 03\r\n", "3 and 03"],
+    ["Content-Length: 003\r\n", "leading zeros"],
+  ];
+  // What Deno.serve itself answers 400, before any handler runs.
+  const refusedByDeno: [string, string][] = [
+    ["Content-Length: 3\r\nContent-Length: 4\r\n", "two differing lines"],
+    ["Content-Length: 3, 3\r\n", "a list on one line"],
+    ["Content-Length: +3\r\n", "a sign"],
+  ];
+  await withServer(app, async ({ port, log }) => {
+    for (const [lines, what] of accepted) {
+      await t.step(what, async () => {
+        const response = await send(port, lines);
+        assert.match(response, /^HTTP\/1.1 200 OK\r\n/);
+        assert.match(response, /\r\nx-content-length: 3\r\n/i);
+        assert.ok(response.endsWith("\r\n\r\nabc"), response);
+      });
+    }
+    assert.equal(calls, accepted.length);
+    for (const [lines, what] of refusedByDeno) {
+      await t.step(`${what} (refused by Deno.serve)`, async () => {
+        const response = await send(port, lines);
+        assert.match(response, /^HTTP\/1.1 400 Bad Request\r\n/);
+      });
+    }
+    await t.step("a length over Number.MAX_SAFE_INTEGER", async () => {
+      // Deno.serve keeps the connection open for the rest of the body the
+      // client announced: read the response by its own length.
+      const response = normalised(
+        await rawResponse(
+          port,
+          "POST /len HTTP/1.1\r\nHost: h\r\nConnection: close\r\n" +
+            "Content-Length: 9007199254740992\r\n\r\nabc",
+        ),
+      );
+      assert.equal(
+        response,
+        `HTTP/1.1 400 Bad Request\r\nServer: ${SERVER}\r\n` +
+          "Content-Type: text/plain; charset=utf-8\r\ncontent-length: 52\r\n" +
+          "date: <date>\r\nconnection: close\r\n\r\n" +
+          "The request's Content-Length is not a valid length.\n",
+      );
+      assert.match(log.value, /"POST \/len HTTP\/1.1" 400 52\n/);
+    });
+    assert.equal(calls, accepted.length, "the application was not called");
+  });
 });
 
 // --------------------------------------------------------------- responses
