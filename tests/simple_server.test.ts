@@ -22,6 +22,7 @@ import type {
   StartResponse,
 } from "../types.ts";
 import {
+  fdsUnder,
   openFds,
   socketsAt,
   socketsOnPort,
@@ -1759,6 +1760,25 @@ function limitsApp(closes: { count: number }): Application {
   };
 }
 
+Deno.test("WSGIServer releases the connection of a client that leaves while its request waits to be served", async () => {
+  let calls = 0;
+  await using server = makeServer("127.0.0.1", 0, () => {
+    calls++;
+    return [];
+  }, { quiet: true });
+  const port = server.serverPort;
+  // Neither serveForever() nor handleRequest() runs: the requests wait.
+  await Promise.all(
+    Array.from({ length: 5 }, () => requestAndLeave(port, "/", 50)),
+  );
+  await waitFor(() => socketsOnPort(port) === 1, "connections released");
+  const serving = server.serveForever();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(calls, 0, "nobody to answer: not run");
+  await server.shutdown();
+  await serving;
+});
+
 Deno.test("WSGIServer.shutdown() lets requests finish within gracefulTimeout, then cuts them and settles", async () => {
   const closes = { count: 0 };
   const log = new StringErrorStream();
@@ -1909,6 +1929,35 @@ Deno.test("makeServer() cuts a request still running after requestTimeout, not o
       },
     );
   }, { requestTimeout: 400 });
+  await t.step(
+    "a body still coming at the limit: the error page, the spool released",
+    async () => {
+      await withTempDir(async (tempDir) => {
+        let called = false;
+        await withServer(() => {
+          called = true;
+          return [];
+        }, async ({ port }) => {
+          // 5,000 of the 100,000 bytes announced, then nothing.
+          const answer = normalised(
+            await within(
+              rawResponse(
+                port,
+                "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n" +
+                  "x".repeat(5000),
+              ),
+              5000,
+              "the answer",
+            ),
+          );
+          assert.match(answer, /^HTTP\/1.1 500 Internal Server Error\r\n/);
+          assert.ok(answer.endsWith(`\r\n\r\n${ERROR_PAGE}`), answer);
+          await waitFor(() => fdsUnder(tempDir) === 0, "the spool file closed");
+        }, { requestTimeout: 400, spoolThreshold: 1000, tempDir, quiet: true });
+        assert.equal(called, false);
+      });
+    },
+  );
   await t.step("requestTimeout 0: no limit", async () => {
     await withServer(app, async ({ port }) => {
       const answer = await rawRequest(
