@@ -28,6 +28,7 @@ import {
   socketsOnPort,
   waitFor,
 } from "./fixtures/process.ts";
+import { findNginx, startNginx } from "./fixtures/nginx.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -2083,6 +2084,56 @@ Deno.test("makeServer() listens on a Unix socket with path, the Host header for 
     assert.equal(socketsAt(path), 0);
     assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
   });
+});
+
+const NGINX = findNginx();
+
+Deno.test({
+  name:
+    "makeServer() on a Unix socket behind nginx proxy_pass takes SERVER_NAME and SERVER_PORT from the Host nginx sends",
+  ignore: NGINX === null,
+  async fn() {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/http.sock`;
+      const { app, environs } = recorder();
+      const server = makeServer("", 0, app, { path, quiet: true });
+      const serving = server.serveForever();
+      // nginx's defaults: "Host: $proxy_host" ("localhost" for a Unix
+      // socket upstream), HTTP/1.0; the usual setting passes the client's.
+      const nginx = await startNginx(NGINX!, {
+        server: `
+    location /default/ {
+      proxy_pass http://unix:${path}:;
+    }
+    location /forwarded/ {
+      proxy_pass http://unix:${path}:;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }`,
+      });
+      try {
+        for (const where of ["default", "forwarded"]) {
+          const response = await fetch(`${nginx.base}/${where}/x?y=1`);
+          assert.equal(response.status, 200);
+          assert.equal(await response.text(), "ok");
+        }
+      } finally {
+        await nginx.stop();
+        await server.shutdown();
+        await serving;
+      }
+      const [plain, forwarded] = environs.map(cgiVariables);
+      assert.equal(plain.PATH_INFO, "/default/x");
+      assert.equal(plain.QUERY_STRING, "y=1");
+      assert.equal(plain.SERVER_NAME, "localhost");
+      assert.equal(plain.SERVER_PORT, "80");
+      assert.ok(!("REMOTE_ADDR" in plain));
+      assert.equal(forwarded.PATH_INFO, "/forwarded/x");
+      assert.equal(forwarded.SERVER_NAME, "127.0.0.1");
+      assert.equal(forwarded.SERVER_PORT, String(nginx.port));
+      assert.equal(forwarded.HTTP_X_FORWARDED_FOR, "127.0.0.1");
+    });
+  },
 });
 
 Deno.test("makeServer() replaces a stale socket file, refuses to replace anything else", async () => {
