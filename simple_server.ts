@@ -1122,6 +1122,11 @@ async function settlesWithin(
  * client leaves before the application answers is dropped (within about
  * two seconds), its result closed when the application returns one; with
  * `requestTimeout`, a request still running after that long is cut short.
+ * (Watching a client reads `request.signal`: Deno 2.9 then prints, once,
+ * a notice about the signal's legacy abort on success; running with
+ * `--unstable-no-legacy-abort`, or `"unstable": ["no-legacy-abort"]` in
+ * `deno.json`, opts in to the behaviour that notice announces, and
+ * silences it. Either way, clients that leave are noticed.)
  *
  * @example Usage
  * ```ts ignore

@@ -2495,6 +2495,31 @@ Deno.test("simple_server.ts as a program exits 0 within --graceful-timeout on SI
   );
 });
 
+Deno.test("simple_server.ts as a program exits at once on a second signal", async () => {
+  const program = new Program([
+    SIMPLE_SERVER,
+    new URL("hang.ts", FIXTURES).pathname,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--graceful-timeout",
+    "60",
+  ]);
+  const [, port] = await program.waitFor(/port (\d+) \.\.\.\n/);
+  const answer = fetch(`http://127.0.0.1:${port}/`).then(
+    (response) => response.body?.cancel(),
+    () => {}, // the connection goes with the process
+  );
+  await program.waitFor(/^called$/m, "stderr");
+  program.child.kill("SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const { status, ms } = await program.stop("SIGTERM", 10_000);
+  assert.equal(status?.code, 130, program.stderr);
+  assert.ok(ms < 10_000);
+  await answer;
+});
+
 Deno.test("simple_server.ts as a program serves HTTPS with --cert and --key", async () => {
   const certFile = new URL("tls_cert.pem", FIXTURES).pathname;
   const keyFile = new URL("tls_key.pem", FIXTURES).pathname;
