@@ -2468,7 +2468,8 @@ class Program {
   }
 }
 
-Deno.test("simple_server.ts as a program exits 0 within --graceful-timeout on SIGTERM, a request hung", async () => {
+/** The program serving `hang.ts`, with one request hung in it. */
+async function hungProgram(gracefulTimeout: string) {
   const program = new Program([
     SIMPLE_SERVER,
     new URL("hang.ts", FIXTURES).pathname,
@@ -2477,11 +2478,16 @@ Deno.test("simple_server.ts as a program exits 0 within --graceful-timeout on SI
     "--port",
     "0",
     "--graceful-timeout",
-    "0.3",
+    gracefulTimeout,
   ]);
   const [, port] = await program.waitFor(/port (\d+) \.\.\.\n/);
   const answer = fetch(`http://127.0.0.1:${port}/`);
   await program.waitFor(/^called$/m, "stderr");
+  return { program, answer };
+}
+
+Deno.test("simple_server.ts as a program exits 0 within --graceful-timeout on SIGTERM, a request hung", async () => {
+  const { program, answer } = await hungProgram("0.3");
   const { status, ms } = await program.stop("SIGTERM");
   assert.ok(status, `still running after 15 s: ${program.stderr}`);
   assert.equal(status.code, 0, program.stderr);
@@ -2496,28 +2502,15 @@ Deno.test("simple_server.ts as a program exits 0 within --graceful-timeout on SI
 });
 
 Deno.test("simple_server.ts as a program exits at once on a second signal", async () => {
-  const program = new Program([
-    SIMPLE_SERVER,
-    new URL("hang.ts", FIXTURES).pathname,
-    "--host",
-    "127.0.0.1",
-    "--port",
-    "0",
-    "--graceful-timeout",
-    "60",
-  ]);
-  const [, port] = await program.waitFor(/port (\d+) \.\.\.\n/);
-  const answer = fetch(`http://127.0.0.1:${port}/`).then(
-    (response) => response.body?.cancel(),
-    () => {}, // the connection goes with the process
-  );
-  await program.waitFor(/^called$/m, "stderr");
+  const { program, answer } = await hungProgram("60");
+  // The connection goes with the process.
+  const answered = answer.then((response) => response.body?.cancel(), () => {});
   program.child.kill("SIGTERM");
   await new Promise((resolve) => setTimeout(resolve, 200));
   const { status, ms } = await program.stop("SIGTERM", 10_000);
   assert.equal(status?.code, 130, program.stderr);
   assert.ok(ms < 10_000);
-  await answer;
+  await answered;
 });
 
 Deno.test("simple_server.ts as a program serves HTTPS with --cert and --key", async () => {
