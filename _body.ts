@@ -99,6 +99,61 @@ export function checkCount(
   return value;
 }
 
+/** One element of a Content-Length list: digits, with optional spaces and
+ * tabs around them (RFC 9110 §5.6.1's OWS). */
+const LENGTH_ELEMENT = /^[ \t]*([0-9]+)[ \t]*$/;
+
+/**
+ * A request's `Content-Length` value as one decimal number, or `null` when
+ * it is not a valid length and the request must be refused (400).
+ *
+ * RFC 9110 §8.6: the value is one or more digits; a list of the same
+ * decimal value repeated (`"3, 3"`, which a proxy or a server that joins
+ * repeated header lines makes of two `Content-Length: 3` lines) may be
+ * taken as that value. Spaces and tabs around each element are dropped and
+ * leading zeros go (`" 03 "` → `"3"`). Anything else is `null`: an empty
+ * value or element, differing values, a sign, any other character, or a
+ * value over `Number.MAX_SAFE_INTEGER` (beyond it, lengths can no longer
+ * be told apart).
+ *
+ * @example Usage
+ * ```ts
+ * import { normalizeContentLength } from "./_body.ts";
+ * import assert from "node:assert/strict";
+ *
+ * assert.equal(normalizeContentLength("3, 3"), "3");
+ * assert.equal(normalizeContentLength("3, 4"), null);
+ * ```
+ *
+ * @param value The field value, repeated lines joined with `", "`.
+ * @returns The length in decimal digits, or `null`.
+ */
+export function normalizeContentLength(value: string): string | null {
+  // The common case, a plain number: no copy, no regular expression.
+  const length = value.length;
+  if (
+    length > 0 && length < 16 &&
+    (length === 1 || value.charCodeAt(0) !== 0x30)
+  ) {
+    let i = 0;
+    for (; i < length; i++) {
+      const c = value.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) break;
+    }
+    if (i === length) return value;
+  }
+  let found = -1;
+  for (const element of value.split(",")) {
+    const match = LENGTH_ELEMENT.exec(element);
+    if (match === null) return null;
+    const number = Number(match[1]);
+    if (number > Number.MAX_SAFE_INTEGER) return null;
+    if (found >= 0 && number !== found) return null;
+    found = number;
+  }
+  return String(found);
+}
+
 /**
  * Write all of `data` to a spool file. Synchronously: a write to the page
  * cache takes microseconds, while Deno's async file writes, interleaved

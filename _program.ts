@@ -1,8 +1,9 @@
 /**
  * What the servers need to run as programs (`deno run -A simple_server.ts
  * app.ts:name`, `deno run -A fastcgi.ts app.ts`): finding the application
- * in a module named on the command line, and stopping on a signal. Not
- * exported by `deno.json`.
+ * in a module named on the command line, stopping on a signal, and the
+ * life of a Unix socket file (a stale one replaced at start, one's own
+ * removed at stop). Not exported by `deno.json`.
  *
  * @example Usage
  * ```ts
@@ -77,6 +78,49 @@ export async function loadApplication(spec: string): Promise<Application> {
   }
 }
 
+/**
+ * Remove a Unix socket file left by a process that is gone, before
+ * listening there; refuse to remove anything that is not a socket.
+ *
+ * @throws {Deno.errors.AddrInUse} When `path` exists and is not a socket.
+ */
+export function clearStaleSocket(path: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!info.isSocket) {
+    throw new Deno.errors.AddrInUse(
+      `Cannot listen on ${quote(path)}: it exists and is not a socket`,
+    );
+  }
+  Deno.removeSync(path);
+}
+
+/** The inode of the socket file just bound at `path`, which tells it from
+ * one another process binds there later; `null` if it cannot be read. */
+export function socketInode(path: string): number | null {
+  try {
+    return Deno.lstatSync(path).ino;
+  } catch {
+    return null;
+  }
+}
+
+/** Remove the socket file at `path` if it is still the one bound here (of
+ * inode `inode`): a new server may have taken the path meanwhile. */
+export function removeOwnSocket(path: string, inode: number | null): void {
+  try {
+    if (inode !== null && Deno.lstatSync(path).ino === inode) {
+      Deno.removeSync(path);
+    }
+  } catch {
+    // Gone already (Deno removes it when the listener closes).
+  }
+}
+
 /** A port given on the command line, or `-1` when it is not one. */
 export function parsePort(value: string): number {
   const port = /^[0-9]{1,5}$/.test(value) ? Number(value) : -1;
@@ -131,20 +175,21 @@ export async function serveUntilStopped(
 }
 
 /**
- * Run a program's `main` without a top-level `await`: an application
- * module that imports the very runner loading it (`simple_server.ts`,
- * `fastcgi.ts`) would otherwise wait on the runner's unfinished top-level
- * await while the runner waits on its `import()`, and Deno ends both with
- * "Top-level await promise never resolved".
+ * Run a program's `main` without a top-level `await`, then exit with its
+ * code. Without a top-level await: an application module that imports
+ * the very runner loading it (`simple_server.ts`, `fastcgi.ts`) would
+ * otherwise wait on the runner's unfinished top-level await while the
+ * runner waits on its `import()`, and Deno ends both with "Top-level await
+ * promise never resolved". Exit at once: once the server has stopped, an
+ * application's timers, or a response `Deno.serve` still sends to a client
+ * that does not read, must not keep the process alive.
  */
 export function runProgram(main: (args: string[]) => Promise<number>): void {
   main(Deno.args).then(
-    (code) => {
-      Deno.exitCode = code;
-    },
+    (code) => Deno.exit(code),
     (error) => {
       console.error(error);
-      Deno.exitCode = 1;
+      Deno.exit(1);
     },
   );
 }

@@ -10,7 +10,14 @@
  * ```sh
  * deno run -A simple_server.ts                       # demoApp on port 8000
  * deno run -A simple_server.ts app.ts:myApp --host 127.0.0.1 --port 8080
+ * deno run -A simple_server.ts app.ts --socket /run/app/http.sock --quiet
+ * deno run -A simple_server.ts app.ts --cert cert.pem --key key.pem
+ * deno run -A simple_server.ts app.ts --graceful-timeout 10
  * ```
+ *
+ * SIGINT or SIGTERM stops it gracefully: requests in flight get
+ * `--graceful-timeout` seconds (30 by default) to finish, then are cut
+ * short, and the program exits 0; a second signal exits at once.
  *
  * To use every core, export a fetch handler and run it with
  * `deno serve --parallel`:
@@ -63,10 +70,13 @@ import { SimpleHandler } from "./handlers.ts";
 import { Headers } from "./headers.ts";
 import { BytesInput, concat, processStderr } from "./_io.ts";
 import {
+  clearStaleSocket,
   loadApplication,
   parsePort,
+  removeOwnSocket,
   runProgram,
   serveUntilStopped,
+  socketInode,
 } from "./_program.ts";
 import {
   bodyErrorApp,
@@ -75,6 +85,8 @@ import {
   checkSize,
   DEFAULT_MAX_BODY_SIZE,
   DEFAULT_SPOOL_THRESHOLD,
+  errorApp,
+  normalizeContentLength,
 } from "./_body.ts";
 import {
   closeResult,
@@ -107,6 +119,12 @@ const HEADER_KEY_CACHE_LIMIT = 512;
 const HEADER_KEYS = new Map<string, [string, string]>();
 const EMPTY = new Uint8Array(0);
 
+/** The answer to a request whose Content-Length is not one length. */
+const BAD_LENGTH_APP = errorApp(
+  "400 Bad Request",
+  "The request's Content-Length is not a valid length.",
+);
+
 /** Errors already logged by a handler, which `Deno.serve` need not log. */
 const LOGGED = new WeakSet<object>();
 
@@ -117,6 +135,9 @@ function onServeError(error: unknown): Response {
   }
   return new Response(null, { status: 500 });
 }
+
+/** `ServerHandler`'s `#cutShort()`, for the request handler. */
+let cutShort: (handler: ServerHandler, clientGone: boolean) => Promise<void>;
 
 /** `ServerHandler` sends a `Response`; nothing is ever written to stdout. */
 const NO_OUTPUT = Object.freeze({
@@ -176,6 +197,20 @@ function asciiText(body: Uint8Array): string | null {
   return length <= 24
     ? String.fromCharCode.apply(null, body as unknown as number[])
     : UTF8.decode(body);
+}
+
+/**
+ * Where the request target starts in Deno's URL: after `http://`,
+ * `https://` or `http+unix://` and the authority; `-1` for none.
+ */
+function targetStart(url: string): number {
+  const scheme = url.charCodeAt(4);
+  const authority = scheme === 0x3a
+    ? 7
+    : scheme === 0x73
+    ? 8
+    : url.indexOf("://") + 3;
+  return url.indexOf("/", authority);
 }
 
 /** Split `host[:port]` (`[v6]:port` too); no port gives `fallbackPort`. */
@@ -297,6 +332,9 @@ export class ServerHandler extends SimpleHandler {
   #async = false;
   #over = false;
   #logged = false;
+  /** Cut short by the request handler (timeout, shutdown, client gone). */
+  #cut = false;
+  #controller: ReadableStreamDefaultController<Uint8Array> | null = null;
 
   /**
    * Run one request with the given body and CGI variables; `stdout` is
@@ -358,6 +396,9 @@ export class ServerHandler extends SimpleHandler {
    * @returns A promise that settles once `response` is set.
    */
   override finishResponse(): Promise<void> {
+    // The request was cut short while the application ran: close the
+    // result it returned at last, send nothing.
+    if (this.#cut) return this.close();
     const result = this.result;
     if (!Array.isArray(result)) return this.#finishStream();
     // The common case, kept synchronous: the Response exists when this
@@ -396,7 +437,10 @@ export class ServerHandler extends SimpleHandler {
       // PEP 3333: no headers before the first non-empty chunk (or the end).
       while (this.#pending.length === 0) {
         let step = iterator.next();
-        if (this.#async) step = await step;
+        if (this.#async) {
+          step = await step;
+          if (this.#cut) return; // closed meanwhile
+        }
         if ((step as IteratorResult<unknown>).done) {
           this.finishContent();
           this.#respond(this.#fixedBody());
@@ -420,6 +464,7 @@ export class ServerHandler extends SimpleHandler {
         } else {
           this.#respond(
             new ReadableStream<Uint8Array<ArrayBuffer>>({
+              start: (controller) => void (this.#controller = controller),
               pull: (controller) => this.#pull(controller),
               cancel: () => this.#cancel(),
             }, { highWaterMark: 0 }),
@@ -501,6 +546,11 @@ export class ServerHandler extends SimpleHandler {
    * @returns A promise that settles once the error page is ready.
    */
   override async handleError(error: unknown): Promise<void> {
+    if (this.#cut) {
+      // Answered already: log the error, close what there is.
+      this.logException(error);
+      return await this.close();
+    }
     if (this.#response === null) this.#unsend();
     await super.handleError(error);
   }
@@ -688,6 +738,44 @@ export class ServerHandler extends SimpleHandler {
     }
   }
 
+  static {
+    cutShort = (handler, clientGone) => handler.#cutShort(clientGone);
+  }
+
+  /**
+   * The request handler gave up on this request (client gone, timeout,
+   * shutdown): stop the iteration, cut the stream if one was sent (not
+   * when the client is gone: it was cancelled), close the result;
+   * whatever the application returns later is closed and dropped. Before
+   * a response, nothing is logged here: the request handler logs what it
+   * answers instead.
+   */
+  #cutShort(clientGone: boolean): Promise<void> {
+    if (this.#cut) return RESOLVED;
+    this.#cut = true;
+    if (this.#response === null) this.#logged = true;
+    if (this.#over) return RESOLVED; // the response is over already
+    this.#over = true;
+    const iterator = this.#iterator;
+    if (iterator !== null) {
+      // Not awaited: a generator waiting inside next() only returns once
+      // that settles.
+      returnIterator(iterator).catch((error) => this.logException(error));
+    }
+    const controller = this.#controller;
+    if (controller !== null && !clientGone) {
+      const error = new Error("The response was cut short");
+      // The request handler logged why; Deno.serve need not log it again.
+      LOGGED.add(error);
+      try {
+        controller.error(error);
+      } catch {
+        // Closed already.
+      }
+    }
+    return this.close();
+  }
+
   /** The client went away: stop the iteration and close the result. */
   async #cancel(): Promise<void> {
     if (this.#over) return;
@@ -780,6 +868,18 @@ export interface FetchHandlerOptions {
    * @default {undefined} The system's temporary directory.
    */
   tempDir?: string;
+  /**
+   * Milliseconds a request may run, from its arrival to the end of its
+   * response (reading the body, the application, sending a streamed
+   * body). A request still running then is cut short: answered with the
+   * error page (500) if no response has started, its stream cut if one
+   * has; its result is closed, and whatever the application returns later
+   * is closed unread. `0` (or `Infinity`) for no limit. A fixed-length
+   * body already handed to `Deno.serve` is not cut.
+   *
+   * @default {0}
+   */
+  requestTimeout?: number;
 }
 
 /**
@@ -822,6 +922,24 @@ export interface WSGIServerOptions
    * @default {undefined}
    */
   key?: string;
+  /**
+   * Milliseconds `shutdown()` lets the requests in flight finish; then it
+   * cuts them short, as `requestTimeout` does, and settles. `Infinity`
+   * waits for them however long they take.
+   *
+   * @default {30000}
+   */
+  gracefulTimeout?: number;
+  /**
+   * Listen on this Unix socket instead of `host` and `port` (which must be
+   * `""` and `0`). A stale socket file there is replaced; the socket file
+   * is removed at `shutdown()`. Each request's `SERVER_NAME` and
+   * `SERVER_PORT` come from its `Host` header (`localhost` and `80`
+   * without one), and it has no `REMOTE_ADDR`.
+   *
+   * @default {undefined}
+   */
+  path?: string;
 }
 
 /**
@@ -841,7 +959,10 @@ export interface WSGIServerOptions
  * assert.equal(server.spoolThreshold, 64 * 1024);
  * ```
  */
-export interface MakeServerOptions extends FetchHandlerOptions {
+export interface MakeServerOptions
+  extends
+    FetchHandlerOptions,
+    Pick<WSGIServerOptions, "gracefulTimeout" | "path"> {
   /**
    * The server class.
    *
@@ -861,6 +982,23 @@ export interface MakeServerOptions extends FetchHandlerOptions {
    * @default {undefined}
    */
   key?: string;
+}
+
+/** The answer to a request whose client is gone: nobody reads it. */
+function goneResponse(): Response {
+  return new Response(null, { status: 500 });
+}
+
+/** What watches one request that did not finish at once. */
+interface Watch {
+  /** Resolves the request's answer early; `null` once it has one. */
+  settle: ((response: Response) => void) | null;
+  /** The `requestTimeout` timer. */
+  timer: ReturnType<typeof setTimeout> | undefined;
+  /** The listener on `request.signal`, to remove at the end. */
+  onAbort: (() => void) | null;
+  /** Whether it was cut short. */
+  cut: boolean;
 }
 
 interface Parked {
@@ -887,6 +1025,90 @@ function dispatch(
 }
 
 let answer: (handler: WSGIRequestHandler) => Response | Promise<Response>;
+/** `WSGIRequestHandler`'s `#cutShort()`, for `WSGIServer.shutdown()`. */
+let cutRequest: (handler: WSGIRequestHandler, reason: string) => void;
+/** Add a request in progress to its server's set, or remove it. */
+let trackRequest: (
+  server: WSGIServer,
+  handler: WSGIRequestHandler,
+  running: boolean,
+) => void;
+
+/** The longest delay `setTimeout` takes (about 24.8 days); longer limits
+ * are no limit. */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
+/** How long `shutdown()` waits for `Deno.serve` to finish after cutting
+ * the requests in flight (a fixed-length body it is still sending to a
+ * client that does not read cannot be cut). */
+const CUT_GRACE_MS = 1000;
+/** Defaults of the time limits, in ms. */
+const DEFAULT_GRACEFUL_TIMEOUT = 30_000;
+const DEFAULT_REQUEST_TIMEOUT = 0;
+
+/**
+ * How long a request waits for its application before its client is
+ * watched for leaving (`request.signal`), in ms. Not at once: reading
+ * `request.signal` doubles `Deno.serve`'s cost per request, and makes Deno
+ * print a deprecation notice about its legacy abort; a client that left
+ * is noticed 1 to 2 intervals later.
+ */
+const CLIENT_WATCH_INTERVAL = 1000;
+/** Requests waiting for their application, by age: those that came in
+ * since the last tick, and those to watch at the next one. */
+let clientsFresh = new Set<WSGIRequestHandler>();
+let clientsDue = new Set<WSGIRequestHandler>();
+let clientTicks: ReturnType<typeof setInterval> | undefined;
+/** `WSGIRequestHandler`'s `#watchClient()`. */
+let watchClient: (handler: WSGIRequestHandler) => void;
+
+/** Watch the client of `handler` if it still waits a while from now. */
+function watchClientLater(handler: WSGIRequestHandler): void {
+  clientsFresh.add(handler);
+  if (clientTicks === undefined) {
+    clientTicks = setInterval(watchWaitingClients, CLIENT_WATCH_INTERVAL);
+    // Never what keeps a process alive.
+    Deno.unrefTimer(clientTicks);
+  }
+}
+
+/** Forget `handler`: it has its response. */
+function unwatchClientLater(handler: WSGIRequestHandler): void {
+  clientsFresh.delete(handler);
+  clientsDue.delete(handler);
+}
+
+/** A tick: watch the requests that have waited a whole interval. */
+function watchWaitingClients(): void {
+  const due = clientsDue;
+  clientsDue = clientsFresh;
+  clientsFresh = due;
+  for (const handler of due) watchClient(handler);
+  due.clear();
+  if (clientsDue.size === 0) {
+    clearInterval(clientTicks);
+    clientTicks = undefined;
+  }
+}
+
+/** Whether `promise` settles within `ms` milliseconds (`Infinity`: wait). */
+async function settlesWithin(
+  promise: Promise<unknown>,
+  ms: number,
+): Promise<boolean> {
+  if (ms > MAX_TIMER_DELAY) {
+    await promise;
+    return true;
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<boolean>((resolve) => {
+    timer = setTimeout(resolve, ms, false);
+  });
+  try {
+    return await Promise.race([promise.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /**
  * A gateway-interface HTTP server over `Deno.serve`, as wsgiref's
@@ -894,9 +1116,17 @@ let answer: (handler: WSGIRequestHandler) => Response | Promise<Response>;
  * only while `serveForever()` or `handleRequest()` runs; requests that come
  * in between wait for one of them.
  *
- * `shutdown()` stops listening and lets the requests in progress finish;
- * a server cannot listen again afterwards. `serverClose()` or
- * `await using` release everything.
+ * `shutdown()` stops listening and lets the requests in progress finish,
+ * for up to `gracefulTimeout` ms; a server cannot listen again afterwards.
+ * `serverClose()` or `await using` release everything. A request whose
+ * client leaves before the application answers is dropped (within about
+ * two seconds), its result closed when the application returns one; with
+ * `requestTimeout`, a request still running after that long is cut short.
+ * (Watching a client reads `request.signal`: Deno 2.9 then prints, once,
+ * a notice about the signal's legacy abort on success; running with
+ * `--unstable-no-legacy-abort`, or `"unstable": ["no-legacy-abort"]` in
+ * `deno.json`, opts in to the behaviour that notice announces, and
+ * silences it. Either way, clients that leave are noticed.)
  *
  * @example Usage
  * ```ts ignore
@@ -909,7 +1139,7 @@ let answer: (handler: WSGIRequestHandler) => Response | Promise<Response>;
  */
 export class WSGIServer {
   /** The address listened on, `[host, port]`: the port is the real one
-   * when 0 was asked for. */
+   * when 0 was asked for; `[path, 0]` on a Unix socket. */
   serverAddress: [string, number];
   /** The server's host name, for `SERVER_NAME`. */
   serverName: string;
@@ -930,9 +1160,19 @@ export class WSGIServer {
   readonly tempDir: string | undefined;
   /** Whether the server listens with TLS. */
   readonly secure: boolean;
+  /** Milliseconds `shutdown()` lets requests in flight finish. */
+  readonly gracefulTimeout: number;
+  /** Milliseconds a request may run; `0` for no limit. */
+  readonly requestTimeout: number;
+  /** The Unix socket listened on; `null` for TCP. */
+  readonly socketPath: string | null;
 
   #application: Application | null = null;
-  #httpServer: Deno.HttpServer<Deno.NetAddr> | null = null;
+  #httpServer: Deno.HttpServer | null = null;
+  #socketInode: number | null = null;
+  /** Requests whose response is not over yet (only those answered
+   * asynchronously or streamed): what `shutdown()` may have to cut. */
+  #running = new Set<WSGIRequestHandler>();
   #parked: Parked[] = [];
   #takers: (() => void)[] = [];
   #serving = 0;
@@ -948,7 +1188,8 @@ export class WSGIServer {
    * @param serverAddress `[host, port]`: `""` for every interface, port `0`
    * for any free one.
    * @param handlerClass The class whose instances answer each request.
-   * @param options Body limits, access log, TLS.
+   * @param options Body limits, access log, TLS, time limits, a Unix
+   * socket `path`.
    * @throws {TypeError} For a host that is not a string or options of the
    * wrong type.
    * @throws {RangeError} For a port outside 0–65535 or a negative size.
@@ -991,7 +1232,9 @@ export class WSGIServer {
       cert,
       key,
       tempDir,
+      path,
     } = options;
+    if (path !== undefined) checkSocketPath(path, host, port, cert, key);
     this.handlerClass = handlerClass;
     this.quiet = Boolean(quiet);
     this.spoolThreshold = checkSize(
@@ -1004,29 +1247,49 @@ export class WSGIServer {
       "maxBodySize",
       DEFAULT_MAX_BODY_SIZE,
     );
+    this.gracefulTimeout = checkSize(
+      options.gracefulTimeout,
+      "gracefulTimeout",
+      DEFAULT_GRACEFUL_TIMEOUT,
+    );
+    this.requestTimeout = checkSize(
+      options.requestTimeout,
+      "requestTimeout",
+      DEFAULT_REQUEST_TIMEOUT,
+    );
     this.tempDir = tempDir;
     this.secure = cert !== undefined || key !== undefined;
+    this.socketPath = path ?? null;
     this.#stopped = new Promise((resolve) => this.#stopServing = resolve);
-    this.serverAddress = [host, port];
-    this.serverName = host;
+    this.serverAddress = [path ?? host, port];
+    this.serverName = path === undefined ? host : "localhost";
     this.serverPort = port;
     if (bindAndActivate) {
-      const hostname = host === "" ? "0.0.0.0" : host;
-      const listen = {
-        hostname,
-        port,
-        onListen: () => {},
-        onError: onServeError,
-      };
       const handler = (request: Request, info: Deno.ServeHandlerInfo) =>
         this.#accept(request, info);
-      const server = this.secure
-        ? Deno.serve({ ...listen, cert: cert!, key: key! }, handler)
-        : Deno.serve(listen, handler);
-      this.#httpServer = server;
-      this.serverAddress = [server.addr.hostname, server.addr.port];
-      this.serverPort = server.addr.port;
-      this.serverName = serverNameOf(hostname);
+      if (path !== undefined) {
+        clearStaleSocket(path);
+        this.#httpServer = Deno.serve(
+          { path, onListen: () => {}, onError: onServeError },
+          handler,
+        );
+        this.#socketInode = socketInode(path);
+      } else {
+        const hostname = host === "" ? "0.0.0.0" : host;
+        const listen = {
+          hostname,
+          port,
+          onListen: () => {},
+          onError: onServeError,
+        };
+        const server = this.secure
+          ? Deno.serve({ ...listen, cert: cert!, key: key! }, handler)
+          : Deno.serve(listen, handler);
+        this.#httpServer = server;
+        this.serverAddress = [server.addr.hostname, server.addr.port];
+        this.serverPort = server.addr.port;
+        this.serverName = serverNameOf(hostname);
+      }
     }
     this.setupEnviron();
   }
@@ -1035,15 +1298,15 @@ export class WSGIServer {
    * Fill `baseEnviron`, as wsgiref's `setup_environ`: `SERVER_NAME`,
    * `GATEWAY_INTERFACE`, `SERVER_PORT`, `REMOTE_HOST`, `CONTENT_LENGTH`,
    * `SCRIPT_NAME` (and `HTTPS` when serving TLS). A server that does not
-   * listen leaves `SERVER_NAME` and `SERVER_PORT` to each request.
+   * listen, or listens on a Unix socket, leaves `SERVER_NAME` and
+   * `SERVER_PORT` to each request.
    */
   setupEnviron(): void {
     const environ: Record<string, string> = this.baseEnviron = {};
-    if (this.#httpServer !== null) environ.SERVER_NAME = this.serverName;
+    const own = this.#httpServer !== null && this.socketPath === null;
+    if (own) environ.SERVER_NAME = this.serverName;
     environ.GATEWAY_INTERFACE = "CGI/1.1";
-    if (this.#httpServer !== null) {
-      environ.SERVER_PORT = String(this.serverPort);
-    }
+    if (own) environ.SERVER_PORT = String(this.serverPort);
     environ.REMOTE_HOST = "";
     environ.CONTENT_LENGTH = "";
     environ.SCRIPT_NAME = "";
@@ -1111,7 +1374,10 @@ export class WSGIServer {
   /**
    * Stop listening and answering: requests that wait and those in progress
    * are answered, `serveForever()` returns, and the promise settles once
-   * the last response is over. Calling it again returns the same promise.
+   * the last response is over, or `gracefulTimeout` ms after the call:
+   * then the requests still running are cut short (the error page before
+   * a response, a cut stream after; their results closed). A Unix socket's
+   * file is removed. Calling it again returns the same promise.
    *
    * @returns A promise that settles when the server has stopped.
    */
@@ -1122,9 +1388,37 @@ export class WSGIServer {
     for (const parked of this.#parked.splice(0)) this.#release(parked);
     for (const taker of this.#takers.splice(0)) taker();
     const server = this.#httpServer;
-    return this.#shutdown = server === null ? Promise.resolve() : server
-      .shutdown()
-      .then(() => server.finished);
+    if (server === null) return this.#shutdown = RESOLVED;
+    const stopped = server.shutdown().then(() => server.finished);
+    if (this.socketPath !== null) {
+      removeOwnSocket(this.socketPath, this.#socketInode);
+    }
+    return this.#shutdown = this.#stopWithin(server, stopped);
+  }
+
+  /** Wait `gracefulTimeout` for `stopped`, then cut what still runs. */
+  async #stopWithin(
+    server: Deno.HttpServer,
+    stopped: Promise<void>,
+  ): Promise<void> {
+    const limit = this.gracefulTimeout;
+    if (await settlesWithin(stopped, limit)) return;
+    const reason =
+      `Request cut short at shutdown: still running after ${limit} ms (gracefulTimeout)`;
+    for (const handler of [...this.#running]) cutRequest(handler, reason);
+    if (!(await settlesWithin(stopped, CUT_GRACE_MS))) {
+      // Deno.serve still sends a fixed-length body that cannot be cut: let
+      // it finish in the background, without keeping the process alive.
+      server.unref();
+    }
+  }
+
+  static {
+    trackRequest = (server, handler, running) => {
+      if (server.#httpServer === null) return; // nothing to shut down
+      if (running) server.#running.add(handler);
+      else server.#running.delete(handler);
+    };
   }
 
   /**
@@ -1160,7 +1454,16 @@ export class WSGIServer {
       return this.#answerOne(request, info, taker);
     }
     return new Promise((resolve) => {
-      this.#parked.push({ request, info, resolve });
+      const parked = { request, info, resolve };
+      this.#parked.push(parked);
+      // A client that leaves while its request waits: let Deno.serve
+      // release the connection (nobody reads this answer).
+      request.signal.addEventListener("abort", () => {
+        const index = this.#parked.indexOf(parked);
+        if (index < 0) return;
+        this.#parked.splice(index, 1);
+        resolve(goneResponse());
+      }, { once: true });
     });
   }
 
@@ -1183,6 +1486,38 @@ export class WSGIServer {
     const completed: Promise<unknown> = info?.completed ?? response;
     response.then(() => completed, () => {}).then(taker, taker);
     return response;
+  }
+}
+
+/** Refuse a socket path that is not one, or that comes with a TCP address
+ * or TLS (`Deno.serve` serves a Unix socket without TLS). */
+function checkSocketPath(
+  path: unknown,
+  host: string,
+  port: number,
+  cert: unknown,
+  key: unknown,
+): void {
+  if (typeof path !== "string" || path === "") {
+    throw new TypeError(
+      `Cannot create the server: the socket path must be a non-empty string, not ${
+        typeName(path)
+      } ${quote(path)}`,
+    );
+  }
+  if (host !== "" || port !== 0) {
+    throw new TypeError(
+      `Cannot create the server: listen on socket ${quote(path)} or on host ${
+        quote(host)
+      } port ${port}, not both (give "" and 0)`,
+    );
+  }
+  if (cert !== undefined || key !== undefined) {
+    throw new TypeError(
+      `Cannot create the server: TLS (cert, key) is not available on Unix socket ${
+        quote(path)
+      }`,
+    );
   }
 }
 
@@ -1241,6 +1576,17 @@ export class WSGIRequestHandler {
   readonly server: WSGIServer;
 
   #body: BodySpool | null = null;
+  /** The reader of a body being spooled, to cancel if the request is cut. */
+  #reader:
+    | ReadableStreamBYOBReader
+    | ReadableStreamDefaultReader<Uint8Array>
+    | null = null;
+  /** The handler running the application, once there is one. */
+  #handler: ServerHandler | null = null;
+  /** Whether `finish()` ran: the response is over (or was cut short). */
+  #over = false;
+  /** What watches a request that did not finish at once. */
+  #watch: Watch | null = null;
 
   /**
    * Take one request.
@@ -1267,7 +1613,7 @@ export class WSGIRequestHandler {
    */
   get requestline(): string {
     const url = this.request.url;
-    const start = url.indexOf("/", 8);
+    const start = targetStart(url);
     const target = start < 0 ? "*" : utf8ToLatin1(url.slice(start));
     return `${this.request.method} ${target} HTTP/1.1`;
   }
@@ -1277,10 +1623,15 @@ export class WSGIRequestHandler {
    * `baseEnviron`, then `SERVER_PROTOCOL`, `SERVER_SOFTWARE`,
    * `REQUEST_METHOD`, `PATH_INFO` (percent-decoded, a latin-1 string; a
    * leading `//` reduced to `/` as `http.server` does), `QUERY_STRING`
-   * (raw), `REMOTE_ADDR`, `CONTENT_TYPE` (`text/plain` when absent, as
-   * wsgiref), `CONTENT_LENGTH` and an `HTTP_*` key per other header (none
-   * that would replace a CGI variable; repeats joined as `Deno.serve` joins
-   * them, with `", "`).
+   * (raw), `REMOTE_ADDR` (none behind a Unix socket),
+   * `CONTENT_TYPE` (`text/plain` when absent, as wsgiref),
+   * `CONTENT_LENGTH` (one decimal number: repeated equal `Content-Length`
+   * lines give one) and an `HTTP_*` key per other header (none that would
+   * replace a CGI variable; repeats joined as `Deno.serve` joins them,
+   * with `", "`). Without them in `baseEnviron`, `SERVER_NAME` and
+   * `SERVER_PORT` come from the URL, or behind a Unix socket from the
+   * `Host` header (`localhost` and `80` without one), as a proxy such as
+   * nginx sends it.
    *
    * @returns A new object.
    */
@@ -1293,7 +1644,7 @@ export class WSGIRequestHandler {
     environ.REQUEST_METHOD = request.method;
     // Deno's URL is scheme "://" authority target, the target as sent, but
     // UTF-8 bytes decoded: cut it by index, back to bytes if need be.
-    const start = url.indexOf("/", 8);
+    const start = targetStart(url);
     let target = start < 0 ? "" : url.slice(start);
     // As http.server (gh-87389): "//path" would read as a host to clients
     // that are redirected to it.
@@ -1310,11 +1661,14 @@ export class WSGIRequestHandler {
     environ.PATH_INFO = percentDecodeLatin1(path);
     environ.QUERY_STRING = query;
     if (!("SERVER_NAME" in environ)) {
-      const secure = url.charCodeAt(4) === 0x73; // "https:"
-      const [name, port] = splitAuthority(
-        url.slice(url.indexOf("//") + 2, start < 0 ? url.length : start),
-        secure ? "443" : "80",
-      );
+      const scheme = url.charCodeAt(4);
+      const secure = scheme === 0x73; // "https:"
+      // Behind a Unix socket ("http+unix:"), the Host header, as nginx
+      // sends it (without one, Deno's authority is the socket path).
+      const authority = scheme === 0x2b
+        ? request.headers.get("host") ?? "localhost"
+        : url.slice(url.indexOf("//") + 2, start < 0 ? url.length : start);
+      const [name, port] = splitAuthority(authority, secure ? "443" : "80");
       environ.SERVER_NAME = name;
       environ.SERVER_PORT = port;
       if (secure) environ.HTTPS = "on";
@@ -1326,8 +1680,10 @@ export class WSGIRequestHandler {
     // more per request.
     request.headers.forEach((value, name) => {
       if (name === "content-type") environ.CONTENT_TYPE = value;
-      else if (name === "content-length") environ.CONTENT_LENGTH = value;
-      else {
+      else if (name === "content-length") {
+        // Left as sent when invalid: handle() refuses the request.
+        environ.CONTENT_LENGTH = normalizeContentLength(value) ?? value;
+      } else {
         const [cgiName, key] = headerKeys(name);
         // Never override a CGI variable; join repeated headers with ",".
         if (!(cgiName in environ)) {
@@ -1351,8 +1707,9 @@ export class WSGIRequestHandler {
   /**
    * Answer the request: read its body (in memory, or spooled to a
    * temporary file above `spoolThreshold`; over `maxBodySize` it is
-   * answered 413 without calling the application), then run the
-   * application through a `ServerHandler`.
+   * answered 413 without calling the application, and a `Content-Length`
+   * that is not one length 400), then run the application through a
+   * `ServerHandler`.
    *
    * @returns The response.
    */
@@ -1366,25 +1723,46 @@ export class WSGIRequestHandler {
 
   static {
     answer = (handler) => handler.#answer();
+    cutRequest = (handler, reason) => handler.#cutShort(reason);
+    watchClient = (handler) => handler.#watchClient();
   }
 
   /** `handle()`, but a response that is ready at once is returned as is. */
   #answer(): Response | Promise<Response> {
+    const answer = this.#start();
+    // Over at once (a fixed body, made synchronously): nothing to watch.
+    return this.#over ? answer : this.#supervise(answer);
+  }
+
+  /** Read the body if need be and run the application. */
+  #start(): Response | Promise<Response> {
     const environ = this.getEnviron();
     const application = this.server.getApp() as Application;
     const method = environ.REQUEST_METHOD;
+    const declared = environ.CONTENT_LENGTH;
+    if (declared !== "" && normalizeContentLength(declared) === null) {
+      // Deno.serve refuses most bad lengths itself, not one beyond
+      // Number.MAX_SAFE_INTEGER; a subclass's getEnviron() may set any.
+      this.request.body?.cancel().catch(() => {});
+      return this.#run(BAD_LENGTH_APP, new BytesInput(), environ);
+    }
     // Deno.serve gives GET, HEAD and CONNECT requests no body; and reading
     // request.body before request.bytes() would cost bytes() its fast path.
     if (
       method === "GET" || method === "HEAD" || method === "CONNECT" ||
-      environ.CONTENT_LENGTH === "0"
+      declared === "0"
     ) {
       return this.#run(application, new BytesInput(), environ);
     }
     return this.#readBody(environ).then(
-      (stdin) => this.#run(application, stdin, environ),
+      (stdin) => {
+        if (!this.#over) return this.#run(application, stdin, environ);
+        this.#releaseBody(); // cut short while the body came
+        return goneResponse();
+      },
       (error) => {
-        this.finish();
+        this.#releaseBody();
+        if (this.#over) return goneResponse();
         return this.#run(
           bodyErrorApp(error, this.server.maxBodySize),
           new BytesInput(),
@@ -1392,6 +1770,144 @@ export class WSGIRequestHandler {
         );
       },
     );
+  }
+
+  /**
+   * Watch a request that is not over: its time limit, and while no
+   * response exists, its client (a streamed response sees the client go
+   * through its stream's `cancel()`).
+   */
+  #supervise(
+    answer: Response | Promise<Response>,
+  ): Response | Promise<Response> {
+    const server = this.server;
+    const watch: Watch = {
+      settle: null,
+      timer: undefined,
+      onAbort: null,
+      cut: false,
+    };
+    this.#watch = watch;
+    trackRequest(server, this, true);
+    const limit = server.requestTimeout;
+    if (limit > 0 && limit <= MAX_TIMER_DELAY) {
+      watch.timer = setTimeout(
+        () =>
+          this.#cutShort(
+            `Request cut short: still running after ${limit} ms (requestTimeout)`,
+          ),
+        limit,
+      );
+    }
+    if (answer instanceof Response) return answer;
+    return new Promise((resolve, reject) => {
+      watch.settle = resolve;
+      answer.then(
+        (response) => {
+          watch.settle = null;
+          resolve(response);
+        },
+        (error) => {
+          if (watch.settle === null) {
+            // Answered already (cut short): nobody else will see it.
+            if (typeof error !== "object" || !LOGGED.has(error!)) {
+              console.error(error);
+            }
+          }
+          watch.settle = null;
+          reject(error);
+        },
+      );
+      if (watch.settle !== null) watchClientLater(this);
+    });
+  }
+
+  /**
+   * Cut the request short when its client goes, if it still has no
+   * response: `Deno.serve` aborts `request.signal` then, and nothing else
+   * would release the connection while the application does not answer.
+   * (A streamed response sees the client go through its `cancel()`.)
+   */
+  #watchClient(): void {
+    const watch = this.#watch;
+    if (watch === null || watch.settle === null || watch.onAbort !== null) {
+      return;
+    }
+    const signal = this.request.signal;
+    const onAbort = () => this.#cutShort(null);
+    watch.onAbort = onAbort;
+    signal.addEventListener("abort", onAbort, { once: true });
+    if (signal.aborted) onAbort();
+  }
+
+  /**
+   * Give up on the request: answer the error page now if no response has
+   * started (nothing for a client that is gone), cut its stream if one
+   * has, close its result. `reason` is logged; `null` means the client
+   * went away.
+   */
+  #cutShort(reason: string | null): void {
+    const watch = this.#watch;
+    if (this.#over || watch === null || watch.cut) return;
+    watch.cut = true;
+    const settle = watch.settle;
+    watch.settle = null;
+    const handler = this.#handler;
+    if (reason !== null) this.logMessage(reason);
+    if (settle !== null) {
+      if (reason === null) settle(goneResponse());
+      else settle(this.#errorPage(handler));
+    }
+    if (handler !== null) {
+      cutShort(handler, reason === null).catch((error) =>
+        handler.logException(error)
+      );
+    } else {
+      // Still reading the body: stop; the reading's end releases it.
+      this.#end();
+      this.#reader?.cancel().catch(() => {});
+    }
+  }
+
+  /** The error page (`errorStatus`, `errorHeaders`, `errorBody` of the
+   * request's `ServerHandler`), logged as sent. */
+  #errorPage(handler: ServerHandler | null): Response {
+    const source = handler ??
+      new this.serverHandlerClass(
+        new BytesInput(),
+        NO_OUTPUT,
+        this.getStderr(),
+        {},
+        false,
+        false,
+      );
+    const code = Number(source.errorStatus.slice(0, 3));
+    const headers: [string, string][] = source.serverSoftware
+      ? [["Server", source.serverSoftware]]
+      : [];
+    for (const [name, value] of source.errorHeaders) {
+      headers.push([name, value]);
+    }
+    const body = source.errorBody;
+    this.logRequest(code, body.length);
+    return new Response(body as Uint8Array<ArrayBuffer>, {
+      status: code,
+      headers,
+    });
+  }
+
+  /** Stop watching the request: it is over. */
+  #end(): void {
+    this.#over = true;
+    const watch = this.#watch;
+    if (watch === null) return;
+    this.#watch = null;
+    clearTimeout(watch.timer);
+    if (watch.onAbort !== null) {
+      this.request.signal.removeEventListener("abort", watch.onAbort);
+    }
+    unwatchClientLater(this);
+    trackRequest(this.server, this, false);
   }
 
   /** Run the application through a `ServerHandler`. */
@@ -1409,6 +1925,7 @@ export class WSGIRequestHandler {
       false,
     );
     handler.requestHandler = this;
+    this.#handler = handler;
     const running = handler.run(application);
     const response = handler.response;
     if (response !== null) {
@@ -1421,10 +1938,16 @@ export class WSGIRequestHandler {
   }
 
   /**
-   * Release what `handle()` holds for the request (a spooled body); called
-   * when the response is over. Idempotent.
+   * Release what `handle()` holds for the request (a spooled body, its
+   * timer); called when the response is over. Idempotent. A subclass that
+   * overrides it must call `super.finish()`.
    */
   finish(): void {
+    this.#end();
+    this.#releaseBody();
+  }
+
+  #releaseBody(): void {
     const body = this.#body;
     this.#body = null;
     body?.release();
@@ -1484,6 +2007,7 @@ export class WSGIRequestHandler {
     } catch {
       reader = body.getReader(); // not a byte stream
     }
+    this.#reader = byob ?? reader;
     let buffer = new Uint8Array(BODY_READ_SIZE);
     try {
       for (;;) {
@@ -1523,10 +2047,26 @@ const DEFAULT_HANDLE = WSGIRequestHandler.prototype.handle;
  * await server.serveForever();
  * ```
  *
+ * @example Behind a proxy, on a Unix socket, with time limits
+ * ```ts ignore
+ * import { demoApp, makeServer } from "@wsgi/wsgiref/simple_server";
+ *
+ * // nginx: proxy_pass http://unix:/run/app/http.sock;
+ * await using server = makeServer("", 0, demoApp, {
+ *   path: "/run/app/http.sock",
+ *   requestTimeout: 60_000, // cut a request still running after a minute
+ *   gracefulTimeout: 10_000, // at shutdown(), wait 10 s for requests
+ * });
+ * Deno.addSignalListener("SIGTERM", () => server.shutdown());
+ * await server.serveForever();
+ * ```
+ *
  * @param host The interface: `""` for all of them.
  * @param port The port: `0` for any free one.
  * @param app The application.
- * @param options Server and handler classes, access log, body limits, TLS.
+ * @param options Server and handler classes, access log, body limits,
+ * TLS, time limits (`gracefulTimeout`, `requestTimeout`), a Unix socket
+ * `path` (with `host` `""` and `port` `0`).
  * @returns The server.
  * @throws {TypeError} For an application that is not a function, or a bad
  * host or option.
@@ -1576,7 +2116,8 @@ export function makeServer(
  * ```
  *
  * @param app The application.
- * @param options Request handler class, access log, body limits.
+ * @param options Request handler class, access log, body limits,
+ * `requestTimeout`.
  * @returns The fetch handler.
  * @throws {TypeError} For an application that is not a function or a bad
  * option.
@@ -1601,31 +2142,144 @@ export function toFetchHandler(
   return async (request, info) => await dispatch(server, request, info);
 }
 
-const USAGE =
-  "Usage: deno run -A simple_server.ts [module[:name]] [--host H] [--port P]";
+const USAGE = "Usage: deno run -A simple_server.ts [module[:name]] " +
+  "[--host H] [--port P | --socket PATH] [--cert FILE --key FILE] " +
+  "[--quiet] [--graceful-timeout S]";
 
-async function main(args: string[]): Promise<number> {
-  let host = "";
-  let port = 8000;
-  let spec: string | null = null;
+/** The flags that take a value. */
+const VALUED_FLAGS: ReadonlySet<string> = new Set([
+  "--host",
+  "--port",
+  "--socket",
+  "--cert",
+  "--key",
+  "--graceful-timeout",
+]);
+
+/** The command line, parsed. */
+interface ProgramOptions {
+  spec: string | null;
+  host: string | null;
+  port: number | null;
+  path: string | null;
+  certFile: string | null;
+  keyFile: string | null;
+  quiet: boolean;
+  gracefulTimeout: number | undefined;
+}
+
+/** Seconds given on the command line (`0.5`) in ms, or `-1`. */
+function parseSeconds(value: string): number {
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value)) return -1;
+  const ms = Math.round(Number(value) * 1000);
+  return Number.isSafeInteger(ms) ? ms : -1;
+}
+
+/** Parse the command line; a string is the complaint about it. */
+function parseArgs(args: string[]): ProgramOptions | string {
+  const options: ProgramOptions = {
+    spec: null,
+    host: null,
+    port: null,
+    path: null,
+    certFile: null,
+    keyFile: null,
+    quiet: false,
+    gracefulTimeout: undefined,
+  };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    if (arg === "--host" && i + 1 < args.length) host = args[++i];
-    else if (arg === "--port" && i + 1 < args.length) {
-      const value = args[++i];
-      port = parsePort(value);
-      if (port < 0) {
-        console.error(`Not a port: ${quote(value)}\n${USAGE}`);
-        return 2;
+    if (arg === "--quiet") {
+      options.quiet = true;
+      continue;
+    }
+    if (!VALUED_FLAGS.has(arg)) {
+      if (options.spec !== null || arg.startsWith("-")) {
+        return `Unexpected argument ${quote(arg)}`;
       }
-    } else if (arg === "--help" || arg === "-h") {
-      console.log(USAGE);
-      return 0;
-    } else if (spec === null && !arg.startsWith("--")) spec = arg;
-    else {
-      console.error(`Unexpected argument ${quote(arg)}\n${USAGE}`);
+      options.spec = arg;
+      continue;
+    }
+    if (i + 1 >= args.length) return `Missing a value after ${arg}`;
+    const value = args[++i];
+    switch (arg) {
+      case "--host":
+        options.host = value;
+        break;
+      case "--port":
+        options.port = parsePort(value);
+        if (options.port < 0) return `Not a port: ${quote(value)}`;
+        break;
+      case "--socket":
+        if (value === "") return `Not a socket path: ${quote(value)}`;
+        options.path = value;
+        break;
+      case "--cert":
+        options.certFile = value;
+        break;
+      case "--key":
+        options.keyFile = value;
+        break;
+      case "--graceful-timeout":
+        options.gracefulTimeout = parseSeconds(value);
+        if (options.gracefulTimeout < 0) {
+          return `Not a number of seconds: ${quote(value)}`;
+        }
+    }
+  }
+  if (options.path !== null) {
+    if (options.port !== null) return "Give --socket or --port, not both";
+    if (options.host !== null) return "Give --socket or --host, not both";
+    if (options.certFile !== null || options.keyFile !== null) {
+      return "TLS (--cert, --key) is not available on a Unix socket";
+    }
+  }
+  if ((options.certFile === null) !== (options.keyFile === null)) {
+    return options.certFile === null
+      ? "--key needs --cert"
+      : "--cert needs --key";
+  }
+  return options;
+}
+
+/** Read a PEM file named on the command line; a string is the complaint. */
+function readPem(file: string, what: string): { pem: string } | string {
+  try {
+    return { pem: Deno.readTextFileSync(file) };
+  } catch (error) {
+    return `Cannot read the ${what} ${quote(file)}: ${
+      error instanceof Error ? error.message : String(error)
+    }`;
+  }
+}
+
+async function main(args: string[]): Promise<number> {
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
+  }
+  const parsed = parseArgs(args);
+  if (typeof parsed === "string") {
+    console.error(`${parsed}\n${USAGE}`);
+    return 2;
+  }
+  const { spec, path, certFile, keyFile, quiet, gracefulTimeout } = parsed;
+  let cert: string | undefined;
+  let key: string | undefined;
+  if (certFile !== null && keyFile !== null) {
+    const certRead = readPem(certFile, "certificate");
+    const keyRead = readPem(keyFile, "key");
+    const problem = typeof certRead === "string"
+      ? certRead
+      : typeof keyRead === "string"
+      ? keyRead
+      : null;
+    if (problem !== null) {
+      console.error(`${problem}\n${USAGE}`);
       return 2;
     }
+    cert = (certRead as { pem: string }).pem;
+    key = (keyRead as { pem: string }).pem;
   }
   let app: Application = demoApp;
   if (spec !== null) {
@@ -1636,11 +2290,28 @@ async function main(args: string[]): Promise<number> {
       return 1;
     }
   }
-  const server = makeServer(host, port, app);
+  let server: WSGIServer;
+  try {
+    server = path !== null
+      ? makeServer("", 0, app, { path, quiet, gracefulTimeout })
+      : makeServer(parsed.host ?? "", parsed.port ?? 8000, app, {
+        cert,
+        key,
+        quiet,
+        gracefulTimeout,
+      });
+  } catch (error) {
+    console.error(error instanceof Error ? error.message : String(error));
+    return 1;
+  }
   const [address, bound] = server.serverAddress;
   await serveUntilStopped(
     server,
-    `Serving HTTP on ${address} port ${bound} ...`,
+    path !== null
+      ? `Serving HTTP on unix:${path} ...`
+      : `Serving ${
+        server.secure ? "HTTPS" : "HTTP"
+      } on ${address} port ${bound} ...`,
   );
   return 0;
 }

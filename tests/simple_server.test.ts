@@ -21,7 +21,14 @@ import type {
   ResponseBody,
   StartResponse,
 } from "../types.ts";
-import { socketsOnPort } from "./fixtures/process.ts";
+import {
+  fdsUnder,
+  openFds,
+  socketsAt,
+  socketsOnPort,
+  waitFor,
+} from "./fixtures/process.ts";
+import { findNginx, startNginx } from "./fixtures/nginx.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -66,6 +73,24 @@ function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
   let open!: (value: T) => void;
   const promise = new Promise<T>((resolve) => open = resolve);
   return { promise, open };
+}
+
+/** `promise`, or an error after `ms`: a test fails instead of hanging. */
+async function within<T>(promise: Promise<T>, ms: number, what: string) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`Timed out waiting for ${what}`)),
+          ms,
+        );
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** Wait (bounded) until `done()` is true. */
@@ -113,20 +138,24 @@ async function withServer(
       url: `http://127.0.0.1:${server.serverPort}`,
     });
   } finally {
-    await server.shutdown();
+    // Bounded: a server that never stops fails the test instead of hanging.
+    await within(server.shutdown(), 10_000, "shutdown()");
     await serving;
   }
 }
 
 /**
- * Send raw bytes (a request with `Connection: close`) and read the raw
- * response until the server closes the connection.
+ * Send raw bytes (a request with `Connection: close`) to 127.0.0.1:`port`
+ * or a Unix socket and read the raw response until the server closes the
+ * connection.
  */
 async function rawRequest(
-  port: number,
+  port: number | { path: string },
   request: string | Uint8Array,
 ): Promise<Uint8Array> {
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const conn = typeof port === "number"
+    ? await Deno.connect({ hostname: "127.0.0.1", port })
+    : await Deno.connect({ transport: "unix", path: port.path });
   try {
     let data = typeof request === "string" ? latin1(request) : request;
     while (data.length > 0) data = data.subarray(await conn.write(data));
@@ -138,6 +167,34 @@ async function rawRequest(
       chunks.push(buffer.slice(0, n));
     }
     return concat(chunks);
+  } finally {
+    conn.close();
+  }
+}
+
+/**
+ * Send raw bytes and read one response with a `content-length`, then close
+ * the connection (for a server that would keep it open).
+ */
+async function rawResponse(port: number, request: string): Promise<Uint8Array> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    let data: Uint8Array = latin1(request);
+    while (data.length > 0) data = data.subarray(await conn.write(data));
+    let received = new Uint8Array(0);
+    const buffer = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 100_000; i++) {
+      const head = fromLatin1(received);
+      const end = head.indexOf("\r\n\r\n");
+      const length = /\r\ncontent-length: (\d+)\r\n/i.exec(head);
+      if (end >= 0 && length && received.length >= end + 4 + +length[1]) {
+        return received;
+      }
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      received = concat([received, buffer.subarray(0, n)]);
+    }
+    throw new Error(`Incomplete response: ${fromLatin1(received)}`);
   } finally {
     conn.close();
   }
@@ -544,6 +601,68 @@ Deno.test("WSGIRequestHandler.handle() answers 413 to a body over maxBodySize wi
       assert.equal(calls, 1);
     });
   }, { maxBodySize: 100, spoolThreshold: 10 });
+});
+
+Deno.test("WSGIRequestHandler.handle() takes repeated equal Content-Length lines as one length, and refuses the rest", async (t) => {
+  let calls = 0;
+  const app: Application = (environ, startResponse) => {
+    calls++;
+    return echoApp(environ, startResponse);
+  };
+  const send = (port: number, lines: string, body = "abc") =>
+    rawRequest(
+      port,
+      `POST /len HTTP/1.1\r\nHost: h\r\nConnection: close\r\n${lines}\r\n${body}`,
+    ).then(normalised);
+  // RFC 9110 §8.6: the same decimal value repeated may be taken as one.
+  const accepted: [string, string][] = [
+    ["Content-Length: 3\r\nContent-Length: 3\r\n", "two equal lines"],
+    ["Content-Length: 3\r\nContent-Length: 03\r\n", "3 and 03"],
+    ["Content-Length: 003\r\n", "leading zeros"],
+  ];
+  // What Deno.serve itself answers 400, before any handler runs.
+  const refusedByDeno: [string, string][] = [
+    ["Content-Length: 3\r\nContent-Length: 4\r\n", "two differing lines"],
+    ["Content-Length: 3, 3\r\n", "a list on one line"],
+    ["Content-Length: +3\r\n", "a sign"],
+  ];
+  await withServer(app, async ({ port, log }) => {
+    for (const [lines, what] of accepted) {
+      await t.step(what, async () => {
+        const response = await send(port, lines);
+        assert.match(response, /^HTTP\/1.1 200 OK\r\n/);
+        assert.match(response, /\r\nx-content-length: 3\r\n/i);
+        assert.ok(response.endsWith("\r\n\r\nabc"), response);
+      });
+    }
+    assert.equal(calls, accepted.length);
+    for (const [lines, what] of refusedByDeno) {
+      await t.step(`${what} (refused by Deno.serve)`, async () => {
+        const response = await send(port, lines);
+        assert.match(response, /^HTTP\/1.1 400 Bad Request\r\n/);
+      });
+    }
+    await t.step("a length over Number.MAX_SAFE_INTEGER", async () => {
+      // Deno.serve keeps the connection open for the rest of the body the
+      // client announced: read the response by its own length.
+      const response = normalised(
+        await rawResponse(
+          port,
+          "POST /len HTTP/1.1\r\nHost: h\r\nConnection: close\r\n" +
+            "Content-Length: 9007199254740992\r\n\r\nabc",
+        ),
+      );
+      assert.equal(
+        response,
+        `HTTP/1.1 400 Bad Request\r\nServer: ${SERVER}\r\n` +
+          "Content-Type: text/plain; charset=utf-8\r\ncontent-length: 52\r\n" +
+          "date: <date>\r\nconnection: close\r\n\r\n" +
+          "The request's Content-Length is not a valid length.\n",
+      );
+      assert.match(log.value, /"POST \/len HTTP\/1.1" 400 52\n/);
+    });
+    assert.equal(calls, accepted.length, "the application was not called");
+  });
 });
 
 // --------------------------------------------------------------- responses
@@ -1474,6 +1593,669 @@ Deno.test("makeServer() serves HTTPS with cert and key, wsgi.url_scheme https", 
   assert.equal(environs[0].PATH_INFO, "/secure");
 });
 
+// ------------------------------------------------------------------ limits
+
+/** Send `GET target` on a new connection, wait `ms`, then go away. */
+async function requestAndLeave(port: number, target: string, ms: number) {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  try {
+    await conn.write(latin1(`GET ${target} HTTP/1.1\r\nHost: h\r\n\r\n`));
+    await new Promise((resolve) => setTimeout(resolve, ms));
+  } finally {
+    conn.close();
+  }
+}
+
+/** `body`, counting its `close()` calls in `counts.closed`. */
+function counted<T extends object>(
+  body: T,
+  counts: { closed: number; pulled: number },
+): T & { close(): void } {
+  return Object.assign(body, { close: () => void counts.closed++ });
+}
+
+Deno.test("makeServer() releases the connection of a client that leaves while the application never answers", async (t) => {
+  const N = 20;
+  const never = new Promise<never>(() => {});
+  let late = gate();
+  type Counts = { closed: number; pulled: number };
+  type Body = (
+    counts: Counts,
+  ) => Iterable<Uint8Array> | AsyncIterable<Uint8Array>;
+  // [what, the result (none: a promise that never settles), whether the
+  // application waits until after the client left]
+  const rows: [string, Body | null, boolean][] = [
+    ["a promise that never settles", null, false],
+    [
+      "an async generator waiting forever for its first chunk",
+      (counts) =>
+        (async function* () {
+          await never;
+          counts.pulled++;
+          yield encoder.encode("never");
+        })(),
+      false,
+    ],
+    [
+      "an async generator waiting forever after its first chunk",
+      (counts) =>
+        (async function* () {
+          counts.pulled++;
+          yield encoder.encode("first");
+          await never;
+        })(),
+      false,
+    ],
+    [
+      "a sync generator between chunks, the client not reading",
+      (counts) =>
+        (function* () {
+          for (let i = 0; i < 100_000; i++) {
+            counts.pulled++;
+            yield new Uint8Array(64 * 1024);
+          }
+        })(),
+      false,
+    ],
+    [
+      "an application that answers after the client left",
+      (counts) =>
+        (function* () {
+          counts.pulled++;
+          yield encoder.encode("too late");
+        })(),
+      true,
+    ],
+  ];
+  const appOf = (
+    body: Body | null,
+    waits: boolean,
+    counts: Counts,
+  ): Application => {
+    if (body === null) return () => never;
+    const answer: Application = (_environ, startResponse) => {
+      startResponse("200 OK", [["Content-Type", "application/octet-stream"]]);
+      return counted(body(counts), counts);
+    };
+    return waits
+      ? async (environ, startResponse) => {
+        await late.promise;
+        return answer(environ, startResponse);
+      }
+      : answer;
+  };
+  for (const [what, body, waits] of rows) {
+    await t.step(what, async () => {
+      late = gate();
+      const counts = { closed: 0, pulled: 0 };
+      const app = appOf(body, waits, counts);
+      await withServer(app, async ({ port }) => {
+        // Warm up: the first connection opens a few descriptors for good.
+        await requestAndLeave(port, "/warm-up", 20);
+        await waitFor(() => socketsOnPort(port) === 1, "the warm-up to go");
+        const baseline = openFds();
+        await Promise.all(
+          Array.from(
+            { length: N },
+            (_, i) => requestAndLeave(port, `/${i}`, 50),
+          ),
+        );
+        await waitFor(
+          () => socketsOnPort(port) === 1 && openFds() <= baseline,
+          `connections released (fds ${openFds()}, baseline ${baseline})`,
+        );
+        if (body !== null) {
+          late.open();
+          // Each result closed once, the warm-up's too.
+          await waitFor(() => counts.closed >= N + 1, "close()");
+          const pulled = counts.pulled;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+          assert.equal(counts.closed, N + 1, "close() once each");
+          if (waits) {
+            assert.equal(pulled, 0, "no chunk pulled after the client left");
+          }
+        }
+      }, { quiet: true, gracefulTimeout: 100 });
+    });
+  }
+});
+
+/** The status line and the (de-chunked) body of a raw response. */
+function parsed(response: Uint8Array) {
+  const text = fromLatin1(response);
+  const split = text.indexOf("\r\n\r\n");
+  const head = text.slice(0, split);
+  const rest = text.slice(split + 4);
+  const chunked = /\r\ntransfer-encoding: chunked\r\n/i.test(head + "\r\n");
+  return {
+    status: head.slice(0, head.indexOf("\r\n")),
+    ...(chunked ? dechunk(rest) : { body: rest, complete: true }),
+  };
+}
+
+/**
+ * An application for the time-limit tests, by path: `/sleep?ms` answers
+ * after ms, `/never` never, `/stall` sends a chunk then waits forever.
+ * Each result's `close()` counts in `closes.count`.
+ */
+function limitsApp(closes: { count: number }): Application {
+  const never = new Promise<never>(() => {});
+  const closing = { close: () => void closes.count++ };
+  return async (environ, startResponse) => {
+    const path = environ.PATH_INFO;
+    if (path === "/sleep") {
+      const ms = Number(environ.QUERY_STRING);
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      startResponse("200 OK", [["Content-Type", "text/plain"]]);
+      return Object.assign([encoder.encode(`slept ${ms}`)], closing);
+    }
+    if (path === "/never") await never;
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return Object.assign(
+      (async function* () {
+        yield encoder.encode("first;");
+        await never;
+      })(),
+      closing,
+    );
+  };
+}
+
+Deno.test("WSGIServer releases the connection of a client that leaves while its request waits to be served", async () => {
+  let calls = 0;
+  await using server = makeServer("127.0.0.1", 0, () => {
+    calls++;
+    return [];
+  }, { quiet: true });
+  const port = server.serverPort;
+  // Neither serveForever() nor handleRequest() runs: the requests wait.
+  await Promise.all(
+    Array.from({ length: 5 }, () => requestAndLeave(port, "/", 50)),
+  );
+  await waitFor(() => socketsOnPort(port) === 1, "connections released");
+  const serving = server.serveForever();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(calls, 0, "nobody to answer: not run");
+  await server.shutdown();
+  await serving;
+});
+
+Deno.test("WSGIServer.shutdown() lets requests finish within gracefulTimeout, then cuts them and settles", async () => {
+  const closes = { count: 0 };
+  const log = new StringErrorStream();
+  const server = makeServer("127.0.0.1", 0, limitsApp(closes), {
+    gracefulTimeout: 400,
+    handlerClass: logged(log),
+    quiet: true,
+  });
+  const port = server.serverPort;
+  const serving = server.serveForever();
+  const get = (target: string) =>
+    rawRequest(
+      port,
+      `GET ${target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+    ).then(parsed);
+  const answers = Promise.all([
+    get("/sleep?100"), // well within the limit
+    get("/never"), // no response by then
+    get("/stall"), // a response started, never ended
+  ]);
+  await waitFor(() => socketsOnPort(port) === 4, "three connections");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const started = Date.now();
+  await within(server.shutdown(), 10_000, "shutdown()");
+  const took = Date.now() - started;
+  await serving;
+  const [slept, never, stall] = await within(answers, 5000, "the answers");
+  assert.deepEqual(slept, {
+    status: "HTTP/1.1 200 OK",
+    body: "slept 100",
+    complete: true,
+  });
+  assert.deepEqual(never, {
+    status: "HTTP/1.1 500 Internal Server Error",
+    body: ERROR_PAGE,
+    complete: true,
+  });
+  assert.deepEqual(stall, {
+    status: "HTTP/1.1 200 OK",
+    body: "first;",
+    complete: false,
+  });
+  // Timers fire no earlier than asked; the cut is not waited on for long.
+  assert.ok(took >= 390 && took < 5000, `shutdown() took ${took} ms`);
+  assert.equal(closes.count, 2, "close() once per result (none for /never)");
+  assert.equal(socketsOnPort(port), 0);
+  assert.equal(
+    log.value.match(
+      /Request cut short at shutdown: still running after 400 ms \(gracefulTimeout\)\n/g,
+    )?.length,
+    2,
+  );
+});
+
+Deno.test("WSGIServer.shutdown() with gracefulTimeout 0 cuts at once, Infinity waits", async (t) => {
+  for (const [limit, what] of [[0, "0"], [Infinity, "Infinity"]] as const) {
+    await t.step(what, async () => {
+      const release = gate();
+      const started = gate();
+      const server = makeServer(
+        "127.0.0.1",
+        0,
+        async (_environ, startResponse) => {
+          started.open();
+          await release.promise;
+          startResponse("200 OK", [["Content-Type", "text/plain"]]);
+          return [encoder.encode("done")];
+        },
+        {
+          gracefulTimeout: limit,
+          quiet: true,
+          handlerClass: logged(new StringErrorStream()),
+        },
+      );
+      const serving = server.serveForever();
+      const response = fetch(`http://127.0.0.1:${server.serverPort}/`);
+      await started.promise;
+      let stopped = false;
+      const stopping = server.shutdown().then(() => stopped = true);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(stopped, limit === 0);
+      release.open();
+      const answer = await within(response, 5000, "the answer");
+      assert.equal(answer.status, limit === 0 ? 500 : 200);
+      await answer.body?.cancel();
+      await within(stopping, 5000, "shutdown()");
+      await serving;
+    });
+  }
+});
+
+Deno.test("makeServer() cuts a request still running after requestTimeout, not one that ends in time", async (t) => {
+  const closes = { count: 0 };
+  const app = limitsApp(closes);
+  await withServer(app, async ({ port, log }) => {
+    const get = (target: string) =>
+      within(
+        rawRequest(
+          port,
+          `GET ${target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+        ),
+        5000,
+        `GET ${target}`,
+      ).then(parsed);
+    await t.step("ending well under the limit", async () => {
+      assert.deepEqual(await get("/sleep?100"), {
+        status: "HTTP/1.1 200 OK",
+        body: "slept 100",
+        complete: true,
+      });
+    });
+    await t.step("no response by the limit: the error page", async () => {
+      const started = Date.now();
+      assert.deepEqual(await get("/never"), {
+        status: "HTTP/1.1 500 Internal Server Error",
+        body: ERROR_PAGE,
+        complete: true,
+      });
+      assert.ok(Date.now() - started >= 390);
+      assert.match(
+        log.value,
+        /Request cut short: still running after 400 ms \(requestTimeout\)\n.*"GET \/never HTTP\/1.1" 500 59\n/,
+      );
+    });
+    await t.step(
+      "a response still streaming at the limit: cut short",
+      async () => {
+        const closesBefore = closes.count;
+        assert.deepEqual(await get("/stall"), {
+          status: "HTTP/1.1 200 OK",
+          body: "first;",
+          complete: false,
+        });
+        await waitFor(() => closes.count === closesBefore + 1, "close()");
+      },
+    );
+    await t.step(
+      "ending just over the limit: the error page, its result closed",
+      async () => {
+        const closesBefore = closes.count;
+        const answer = await get("/sleep?600");
+        assert.equal(answer.status, "HTTP/1.1 500 Internal Server Error");
+        // The application's late result is closed, never sent.
+        await waitFor(
+          () => closes.count === closesBefore + 1,
+          "close() of the late result",
+        );
+      },
+    );
+  }, { requestTimeout: 400 });
+  await t.step(
+    "a body still coming at the limit: the error page, the spool released",
+    async () => {
+      await withTempDir(async (tempDir) => {
+        let called = false;
+        await withServer(() => {
+          called = true;
+          return [];
+        }, async ({ port }) => {
+          // 5,000 of the 100,000 bytes announced, then nothing.
+          const answer = normalised(
+            await within(
+              rawResponse(
+                port,
+                "POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n" +
+                  "x".repeat(5000),
+              ),
+              5000,
+              "the answer",
+            ),
+          );
+          assert.match(answer, /^HTTP\/1.1 500 Internal Server Error\r\n/);
+          assert.ok(answer.endsWith(`\r\n\r\n${ERROR_PAGE}`), answer);
+          await waitFor(() => fdsUnder(tempDir) === 0, "the spool file closed");
+        }, { requestTimeout: 400, spoolThreshold: 1000, tempDir, quiet: true });
+        assert.equal(called, false);
+      });
+    },
+  );
+  await t.step("requestTimeout 0: no limit", async () => {
+    await withServer(app, async ({ port }) => {
+      const answer = await rawRequest(
+        port,
+        "GET /sleep?300 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+      ).then(parsed);
+      assert.equal(answer.body, "slept 300");
+    }, { requestTimeout: 0, quiet: true });
+  });
+});
+
+Deno.test("makeServer() refuses bad time limits", async (t) => {
+  const rows: [
+    MakeServerOptions,
+    typeof TypeError | typeof RangeError,
+    RegExp,
+  ][] = [
+    [
+      { gracefulTimeout: -1 },
+      RangeError,
+      /gracefulTimeout must be a non-negative integer or Infinity, not -1/,
+    ],
+    [
+      { gracefulTimeout: NaN },
+      RangeError,
+      /gracefulTimeout must be .*, not NaN/,
+    ],
+    [
+      { gracefulTimeout: 1.5 },
+      RangeError,
+      /gracefulTimeout must be .*, not 1.5/,
+    ],
+    [
+      { requestTimeout: -1 },
+      RangeError,
+      /requestTimeout must be a non-negative integer or Infinity, not -1/,
+    ],
+    [{ requestTimeout: NaN }, RangeError, /requestTimeout must be .*, not NaN/],
+    [
+      { requestTimeout: "5" as unknown as number },
+      TypeError,
+      /requestTimeout must be a number, not string "5"/,
+    ],
+  ];
+  for (const [options, errorClass, message] of rows) {
+    await t.step(
+      JSON.stringify(options, (_k, v) => Number.isNaN(v) ? "NaN" : v),
+      () => {
+        assert.throws(
+          () => makeServer("127.0.0.1", 0, demoApp, options),
+          (error: Error) =>
+            error instanceof errorClass && message.test(error.message),
+        );
+        assert.throws(
+          () => toFetchHandler(demoApp, options),
+          (error: Error) => error instanceof errorClass,
+        );
+      },
+    );
+  }
+  await t.step("0 and Infinity are allowed", async () => {
+    await using _a = makeServer("127.0.0.1", 0, demoApp, {
+      gracefulTimeout: 0,
+      requestTimeout: Infinity,
+    });
+    await using _b = makeServer("127.0.0.1", 0, demoApp, {
+      gracefulTimeout: Infinity,
+      requestTimeout: 0,
+    });
+  });
+});
+
+// ------------------------------------------------------------ Unix socket
+
+/** Send a raw request over a Unix socket; the raw response (latin-1). */
+async function unixRequest(path: string, request: string): Promise<string> {
+  return fromLatin1(await rawRequest({ path }, request));
+}
+
+/** Run `body` with a fresh temporary directory, removed afterwards. */
+async function withTempDir(body: (dir: string) => Promise<void>) {
+  const dir = await Deno.makeTempDir({ prefix: "wsgiref-test-" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("makeServer() listens on a Unix socket with path, the Host header for SERVER_NAME", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/http.sock`;
+    const { app, environs } = recorder();
+    const server = makeServer("", 0, app, { path, quiet: true });
+    const serving = server.serveForever();
+    try {
+      assert.deepEqual(server.serverAddress, [path, 0]);
+      assert.equal(server.serverPort, 0);
+      assert.equal(server.socketPath, path);
+      assert.equal(socketsAt(path), 1);
+      const withHost = await unixRequest(
+        path,
+        "GET /x/%C3%A9?q=1 HTTP/1.1\r\nHost: example.com:8080\r\nConnection: close\r\n\r\n",
+      );
+      assert.match(withHost, /^HTTP\/1.1 200 OK\r\n/);
+      const withoutHost = await unixRequest(path, "GET /y HTTP/1.0\r\n\r\n");
+      assert.match(withoutHost, /^HTTP\/1.0 200 OK\r\n/);
+    } finally {
+      await server.shutdown();
+      await serving;
+    }
+    const [first, second] = environs.map(cgiVariables);
+    assert.equal(first.PATH_INFO, "/x/\u00c3\u00a9");
+    assert.equal(first.QUERY_STRING, "q=1");
+    assert.equal(first.SERVER_NAME, "example.com");
+    assert.equal(first.SERVER_PORT, "8080");
+    assert.equal(first.HTTP_HOST, "example.com:8080");
+    assert.ok(!("REMOTE_ADDR" in first), "no client address on a Unix socket");
+    assert.equal(second.PATH_INFO, "/y");
+    assert.equal(second.SERVER_NAME, "localhost");
+    assert.equal(second.SERVER_PORT, "80");
+    assert.equal(environs[0]["wsgi.url_scheme"], "http");
+    assert.equal(socketsAt(path), 0);
+    assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
+  });
+});
+
+const NGINX = findNginx();
+
+Deno.test({
+  name:
+    "makeServer() on a Unix socket behind nginx proxy_pass takes SERVER_NAME and SERVER_PORT from the Host nginx sends",
+  ignore: NGINX === null,
+  async fn() {
+    await withTempDir(async (dir) => {
+      const path = `${dir}/http.sock`;
+      const { app, environs } = recorder();
+      const server = makeServer("", 0, app, { path, quiet: true });
+      const serving = server.serveForever();
+      // nginx's defaults: "Host: $proxy_host" ("localhost" for a Unix
+      // socket upstream), HTTP/1.0; the usual setting passes the client's.
+      const nginx = await startNginx(NGINX!, {
+        server: `
+    location /default/ {
+      proxy_pass http://unix:${path}:;
+    }
+    location /forwarded/ {
+      proxy_pass http://unix:${path}:;
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }`,
+      });
+      try {
+        for (const where of ["default", "forwarded"]) {
+          const response = await fetch(`${nginx.base}/${where}/x?y=1`);
+          assert.equal(response.status, 200);
+          assert.equal(await response.text(), "ok");
+        }
+      } finally {
+        await nginx.stop();
+        await server.shutdown();
+        await serving;
+      }
+      const [plain, forwarded] = environs.map(cgiVariables);
+      assert.equal(plain.PATH_INFO, "/default/x");
+      assert.equal(plain.QUERY_STRING, "y=1");
+      assert.equal(plain.SERVER_NAME, "localhost");
+      assert.equal(plain.SERVER_PORT, "80");
+      assert.ok(!("REMOTE_ADDR" in plain));
+      assert.equal(forwarded.PATH_INFO, "/forwarded/x");
+      assert.equal(forwarded.SERVER_NAME, "127.0.0.1");
+      assert.equal(forwarded.SERVER_PORT, String(nginx.port));
+      assert.equal(forwarded.HTTP_X_FORWARDED_FOR, "127.0.0.1");
+    });
+  },
+});
+
+Deno.test("makeServer() replaces a stale socket file, refuses to replace anything else", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/http.sock`;
+    // A socket file whose listener is gone: bound by a process killed since.
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `Deno.listen({ transport: "unix", path: ${
+          JSON.stringify(path)
+        } }); console.log("bound"); setInterval(() => {}, 1000);`,
+      ],
+      stdout: "piped",
+    }).spawn();
+    const reader = child.stdout.getReader();
+    await reader.read();
+    child.kill("SIGKILL");
+    await child.status;
+    reader.releaseLock();
+    await child.stdout.cancel();
+    assert.ok(Deno.lstatSync(path).isSocket);
+    {
+      await using server = makeServer("", 0, text("fresh"), {
+        path,
+        quiet: true,
+      });
+      server.serveForever();
+      const response = await unixRequest(
+        path,
+        "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+      );
+      assert.ok(response.endsWith("\r\n\r\nfresh"), response);
+    }
+    const file = `${dir}/not-a-socket`;
+    await Deno.writeTextFile(file, "keep me");
+    assert.throws(
+      () => makeServer("", 0, demoApp, { path: file }),
+      (error: Error) =>
+        error instanceof Deno.errors.AddrInUse &&
+        error.message ===
+          `Cannot listen on "${file}": it exists and is not a socket`,
+    );
+    assert.equal(await Deno.readTextFile(file), "keep me");
+  });
+});
+
+Deno.test("makeServer() refuses a socket path with a TCP address or TLS", async (t) => {
+  const rows: [string, number, MakeServerOptions, RegExp][] = [
+    [
+      "",
+      0,
+      { path: "" },
+      /the socket path must be a non-empty string, not string ""/,
+    ],
+    [
+      "127.0.0.1",
+      0,
+      { path: "/tmp/x.sock" },
+      /listen on socket "\/tmp\/x.sock" or on host "127.0.0.1" port 0, not both/,
+    ],
+    ["", 8000, { path: "/tmp/x.sock" }, /or on host "" port 8000, not both/],
+    [
+      "",
+      0,
+      { path: "/tmp/x.sock", cert: "c", key: "k" },
+      /TLS \(cert, key\) is not available on Unix socket "\/tmp\/x.sock"/,
+    ],
+  ];
+  for (const [host, port, options, message] of rows) {
+    await t.step(
+      `${JSON.stringify([host, port])} ${JSON.stringify(options)}`,
+      () => {
+        assert.throws(
+          () => makeServer(host, port, demoApp, options),
+          (error: Error) =>
+            error instanceof TypeError && message.test(error.message),
+        );
+      },
+    );
+  }
+});
+
+Deno.test("toFetchHandler() behind Deno.serve on a Unix socket builds PATH_INFO from the target", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/fetch.sock`;
+    const { app, environs } = recorder();
+    const server = Deno.serve(
+      { path, onListen: () => {} },
+      toFetchHandler(app, { quiet: true }),
+    );
+    try {
+      const response = await unixRequest(
+        path,
+        "GET /x?y HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+      );
+      assert.match(response, /^HTTP\/1.1 200 OK\r\n/);
+    } finally {
+      await server.shutdown();
+    }
+    const environ = cgiVariables(environs[0]);
+    assert.equal(environ.PATH_INFO, "/x");
+    assert.equal(environ.QUERY_STRING, "y");
+    assert.equal(environ.SERVER_NAME, "example.com");
+    assert.equal(environ.SERVER_PORT, "80");
+  });
+});
+
+Deno.test("toFetchHandler() cuts a request still running after requestTimeout", async () => {
+  const fetchHandler = toFetchHandler(() => new Promise(() => {}), {
+    requestTimeout: 100,
+    handlerClass: logged(new StringErrorStream()),
+  });
+  const response = await within(
+    fetchHandler(new Request("http://localhost/")),
+    5000,
+    "the answer",
+  );
+  assert.equal(response.status, 500);
+  assert.equal(await response.text(), ERROR_PAGE);
+});
+
 // ------------------------------------------------------------ program mode
 
 /** Run `args` with deno, wait for "port N", call `body`, then Ctrl-C it. */
@@ -1621,6 +2403,248 @@ Deno.test("simple_server.ts as a program refuses a bad module or option", async 
       assert.equal(result.code, code);
       assert.match(result.stderr, message);
     });
+  }
+});
+
+/** A program started with deno, its output read as it comes. */
+class Program {
+  readonly child: Deno.ChildProcess;
+  stdout = "";
+  stderr = "";
+  #done: Promise<void>;
+
+  constructor(args: string[]) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const collect = async (
+      stream: ReadableStream<Uint8Array>,
+      key: "stdout" | "stderr",
+    ) => {
+      for await (const part of stream.pipeThrough(new TextDecoderStream())) {
+        this[key] += part;
+      }
+    };
+    this.#done = Promise.all([
+      collect(this.child.stdout, "stdout"),
+      collect(this.child.stderr, "stderr"),
+    ]).then(() => {});
+  }
+
+  /** Wait (bounded) until stdout or stderr matches `pattern`. */
+  async waitFor(pattern: RegExp, on: "stdout" | "stderr" = "stdout") {
+    await waitFor(
+      () => pattern.test(this[on]),
+      `${pattern} in ${JSON.stringify(this[on])}`,
+      20_000,
+    );
+    return pattern.exec(this[on])!;
+  }
+
+  /** Send `signal`, wait (bounded: then SIGKILL) for the end. */
+  async stop(signal: Deno.Signal, withinMs = 15_000) {
+    try {
+      this.child.kill(signal);
+    } catch {
+      // Gone already.
+    }
+    const started = Date.now();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const killed = new Promise<void>((resolve) => {
+      timer = setTimeout(() => {
+        this.child.kill("SIGKILL");
+        resolve();
+      }, withinMs);
+    });
+    const status = await Promise.race([
+      this.child.status,
+      killed.then(() => null),
+    ]);
+    clearTimeout(timer);
+    await this.#done;
+    await this.child.status;
+    return { status, ms: Date.now() - started };
+  }
+}
+
+/** The program serving `hang.ts`, with one request hung in it. */
+async function hungProgram(gracefulTimeout: string) {
+  const program = new Program([
+    SIMPLE_SERVER,
+    new URL("hang.ts", FIXTURES).pathname,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--graceful-timeout",
+    gracefulTimeout,
+  ]);
+  const [, port] = await program.waitFor(/port (\d+) \.\.\.\n/);
+  const answer = fetch(`http://127.0.0.1:${port}/`);
+  await program.waitFor(/^called$/m, "stderr");
+  return { program, answer };
+}
+
+Deno.test("simple_server.ts as a program exits 0 within --graceful-timeout on SIGTERM, a request hung", async () => {
+  const { program, answer } = await hungProgram("0.3");
+  const { status, ms } = await program.stop("SIGTERM");
+  assert.ok(status, `still running after 15 s: ${program.stderr}`);
+  assert.equal(status.code, 0, program.stderr);
+  assert.ok(ms >= 290, `stopped after ${ms} ms`);
+  const response = await answer;
+  assert.equal(response.status, 500);
+  assert.equal(await response.text(), ERROR_PAGE);
+  assert.match(
+    program.stderr,
+    /Request cut short at shutdown: still running after 300 ms \(gracefulTimeout\)\n/,
+  );
+});
+
+Deno.test("simple_server.ts as a program exits at once on a second signal", async () => {
+  const { program, answer } = await hungProgram("60");
+  // The connection goes with the process.
+  const answered = answer.then((response) => response.body?.cancel(), () => {});
+  program.child.kill("SIGTERM");
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const { status, ms } = await program.stop("SIGTERM", 10_000);
+  assert.equal(status?.code, 130, program.stderr);
+  assert.ok(ms < 10_000);
+  await answered;
+});
+
+Deno.test("simple_server.ts as a program serves HTTPS with --cert and --key", async () => {
+  const certFile = new URL("tls_cert.pem", FIXTURES).pathname;
+  const keyFile = new URL("tls_key.pem", FIXTURES).pathname;
+  const program = new Program([
+    SIMPLE_SERVER,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--cert",
+    certFile,
+    "--key",
+    keyFile,
+  ]);
+  try {
+    const [, port] = await program.waitFor(
+      /^Serving HTTPS on 127\.0\.0\.1 port (\d+) \.\.\.\n$/,
+    );
+    using client = Deno.createHttpClient({
+      caCerts: [await Deno.readTextFile(certFile)],
+    });
+    const response = await fetch(`https://127.0.0.1:${port}/tls`, { client });
+    assert.match(await response.text(), /^wsgi\.url_scheme = 'https'$/m);
+  } finally {
+    const { status } = await program.stop("SIGINT");
+    assert.equal(status?.code, 0);
+  }
+  assert.match(program.stderr, /"GET \/tls HTTP\/1.1" 200 \d+\n/);
+});
+
+Deno.test("simple_server.ts as a program logs nothing with --quiet", async () => {
+  const program = new Program([
+    SIMPLE_SERVER,
+    "--quiet",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+  ]);
+  try {
+    const [, port] = await program.waitFor(/port (\d+) \.\.\.\n/);
+    const response = await fetch(`http://127.0.0.1:${port}/`);
+    assert.equal(response.status, 200);
+    await response.body?.cancel();
+  } finally {
+    const { status } = await program.stop("SIGINT");
+    assert.equal(status?.code, 0);
+  }
+  assert.doesNotMatch(program.stderr, /"GET \/ HTTP\/1.1"/);
+});
+
+Deno.test("simple_server.ts as a program listens on --socket, replacing a stale socket and removing its own", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "wsgiref-test-" });
+  const path = `${dir}/http.sock`;
+  const args = [
+    SIMPLE_SERVER,
+    new URL("app.ts", FIXTURES).pathname,
+    "--socket",
+    path,
+  ];
+  try {
+    // A program that dies leaves its socket file behind.
+    const crashed = new Program(args);
+    await crashed.waitFor(/^Serving HTTP on unix:.* \.\.\.\n$/);
+    await crashed.stop("SIGKILL");
+    assert.ok(Deno.lstatSync(path).isSocket, "a stale socket file");
+    const program = new Program(args);
+    try {
+      await program.waitFor(
+        new RegExp(`^Serving HTTP on unix:${path} \\.\\.\\.\\n$`),
+      );
+      const response = await unixRequest(
+        path,
+        "GET /x HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+      );
+      assert.match(response, /^HTTP\/1.1 200 OK\r\n/);
+      assert.ok(response.endsWith("\r\n\r\nfixture app"), response);
+    } finally {
+      const { status } = await program.stop("SIGINT");
+      assert.equal(status?.code, 0, program.stderr);
+    }
+    assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("simple_server.ts as a program refuses bad flag combinations with exit code 2", async (t) => {
+  const certFile = new URL("tls_cert.pem", FIXTURES).pathname;
+  const keyFile = new URL("tls_key.pem", FIXTURES).pathname;
+  const rows: [string[], string][] = [
+    [["--cert", certFile], "--cert needs --key"],
+    [["--key", keyFile], "--key needs --cert"],
+    [
+      ["--socket", "/tmp/x.sock", "--port", "8000"],
+      "Give --socket or --port, not both",
+    ],
+    [
+      ["--socket", "/tmp/x.sock", "--host", "127.0.0.1"],
+      "Give --socket or --host, not both",
+    ],
+    [
+      ["--socket", "/tmp/x.sock", "--cert", certFile, "--key", keyFile],
+      "TLS (--cert, --key) is not available on a Unix socket",
+    ],
+    [["--socket", ""], 'Not a socket path: ""'],
+    [
+      ["--cert", "/nonexistent/cert.pem", "--key", keyFile],
+      'Cannot read the certificate "/nonexistent/cert.pem": ',
+    ],
+    [
+      ["--cert", certFile, "--key", "/nonexistent/key.pem"],
+      'Cannot read the key "/nonexistent/key.pem": ',
+    ],
+    [["--graceful-timeout", "-1"], 'Not a number of seconds: "-1"'],
+    [["--graceful-timeout", "soon"], 'Not a number of seconds: "soon"'],
+    [["--port"], "Missing a value after --port"],
+    [["--bogus"], 'Unexpected argument "--bogus"'],
+  ];
+  for (const [args, message] of rows) {
+    await t.step(
+      args.join(" ").replaceAll(new URL(FIXTURES).pathname, ""),
+      async () => {
+        const result = await runProgram([SIMPLE_SERVER, ...args]);
+        assert.equal(result.code, 2, result.stderr);
+        const lines = result.stderr.split("\n");
+        assert.ok(lines[0].startsWith(message), lines[0]);
+        assert.match(lines[1], /^Usage: deno run -A simple_server\.ts /);
+        assert.deepEqual(lines.slice(2), [""], "one line, then the usage");
+      },
+    );
   }
 });
 
