@@ -483,6 +483,12 @@ Deno.test("README.md and docs/: the sh commands run as written", async (t) => {
     for (const block of BLOCKS.filter((block) => block.lang === "sh")) {
       const place = block.attrs[0];
       await t.step(`${where(block)} (${place})`, async () => {
+        // A block that says nothing of where it runs may hold anything
+        // (apt-get, useradd): it is not run, and fails here.
+        assert.ok(
+          block.attrs.length === 1 && SH_PLACES.includes(place),
+          `${where(block)}: not run: sh needs one of ${SH_PLACES.join(", ")}`,
+        );
         const tmp = await Deno.makeTempDir({
           dir: project.root,
           prefix: "run-",
