@@ -9,7 +9,9 @@
  *   `docs/cgi.md`'s commands, alone in a fresh directory.
  *
  * Run as root, Apache runs CGI programs as www-data, and connects to the
- * gateway as www-data. Without Apache (Debian: `apt-get install apache2`)
+ * gateway as www-data: over a Unix socket, as `docs/fastcgi.md` sets it up
+ * (the socket in a directory of mode 0755, `RuntimeDirectory`'s; its group
+ * the web server's, `Group=www-data`; `socketMode` 0o660). Without Apache (Debian: `apt-get install apache2`)
  * these tests are ignored, unless `WSGIREF_REQUIRE_APACHE=1`.
  */
 
@@ -47,19 +49,16 @@ for (const address of ["tcp", "unix"] as const) {
     async fn(t) {
       assert.ok(FOUND, "Apache is required (WSGIREF_REQUIRE_APACHE=1)");
       await withGateway(address, async (gateway, served) => {
-        let target: string;
-        if (address === "unix") {
-          const { path } = gateway.serverAddress as { path: string };
-          // Apache connects as its child user (www-data): it needs to
-          // search the directory and write the socket, which the gateway
-          // creates 0755 root-owned. TODO: the gateway's socketMode option,
-          // once it lands, instead of these chmods.
-          await Deno.chmod(path.slice(0, path.lastIndexOf("/")), 0o711);
-          await Deno.chmod(path, 0o666);
-          target = `unix:${path}|fcgi://localhost`;
-        } else {
-          target = `fcgi://127.0.0.1:${gateway.serverPort}`;
+        const path = "path" in gateway.serverAddress
+          ? gateway.serverAddress.path
+          : null;
+        if (path !== null) {
+          // /run/my-app as systemd's RuntimeDirectory makes it.
+          await Deno.chmod(path.slice(0, path.lastIndexOf("/")), 0o755);
         }
+        const target = path !== null
+          ? `unix:${path}|fcgi://localhost`
+          : `fcgi://127.0.0.1:${gateway.serverPort}`;
         const host = await startApache(FOUND, {
           modules: ["proxy", "proxy_fcgi"],
           config: () =>
@@ -68,6 +67,16 @@ for (const address of ["tcp", "unix"] as const) {
             ]),
         });
         try {
+          if (path !== null && host.user !== null) {
+            // Group=www-data: the gateway's group, so its socket's, is
+            // that of Apache's user (this process is root's).
+            const id = await new Deno.Command("id", {
+              args: ["-g", host.user],
+              stdout: "piped",
+            }).output();
+            const gid = Number(new TextDecoder().decode(id.stdout).trim());
+            await Deno.chown(path, null, gid);
+          }
           await fastcgiSteps(t, host, gateway, served, {
             rawQuery: "x=\xc3\xa9",
             connections: 4,
@@ -78,7 +87,7 @@ for (const address of ["tcp", "unix"] as const) {
           const log = await host.stop();
           assert.doesNotMatch(log, /\[(emerg|alert|crit)\]/);
         }
-      });
+      }, { socketMode: address === "unix" ? 0o660 : undefined });
     },
   });
 }

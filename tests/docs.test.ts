@@ -37,11 +37,12 @@ const BLOCKS = PAGES.flatMap((file) =>
 );
 /** Pages other engineers are writing: links to them are allowed until
  * they exist. */
-const PENDING_PAGES = ["docs/fastcgi-spawned.md"];
+const PENDING_PAGES: string[] = [];
 const CONFIG_LANGS = ["nginx", "lighttpd", "apache", "ini"];
 const TS_RUNNERS = ["http", "fastcgi", "cgi"];
 const SH_PLACES = ["checkout", "project", "bundle", "ignore"];
 const FILE_ATTR = /^[\w-]+\.ts$/;
+const DEPLOY_ATTR = /^deploy\/([\w.@-]+)$/;
 /**
  * What the program of each page's `bundle` block answers when run as a
  * CGI program: the `PATH_INFO` it is given, and its whole output.
@@ -80,9 +81,32 @@ const NOT_RUN: [RegExp, string][] = [
     /^install -m 755 dist\/app\.cgi\.js \/usr\/lib\/cgi-bin\/$/,
     "system directories; the host tests deploy to temporary ones",
   ],
-  [/^a2enmod (cgid|proxy_fcgi)$/, "changes the system's Apache"],
   [
-    /^systemctl (reload (apache2|lighttpd|nginx)|daemon-reload|enable --now my-app)$/,
+    /^install -d -o www-data -g www-data \/var\/cache\/(my-app|lighttpd)\/deno$/,
+    "system directories; the host tests give the gateways temporary ones",
+  ],
+  [/^install -d \/run\/my-app$/, "a system directory"],
+  [/^a2enmod (cgid|proxy_fcgi|fcgid)$/, "changes the system's Apache"],
+  [/^a2enconf my-app$/, "changes the system's Apache"],
+  [/^lighty-enable-mod my-app$/, "changes the system's lighttpd"],
+  [
+    /^sh \/srv\/my-app\/spawn-fcgi\.sh$/,
+    "starts gateways from the deployment's paths; tests/fastcgi_spawned.test.ts runs the script with them replaced",
+  ],
+  [
+    /^kill \$\(cat \/run\/my-app\/spawn-fcgi\.pid\)$/,
+    "stops the gateways the script started",
+  ],
+  [
+    /^useradd --system --no-create-home --shell \/usr\/sbin\/nologin my-app$/,
+    "adds a user to the system",
+  ],
+  [
+    /^cp my-app-activated\.socket my-app-activated\.service \/etc\/systemd\/system\/$/,
+    "installs units into the system's systemd",
+  ],
+  [
+    /^systemctl (reload (apache2|lighttpd|nginx)|daemon-reload|enable --now (my-app|my-app-activated\.socket))$/,
     "needs a running systemd",
   ],
   [/^journalctl -u my-app -f$/, "needs a running systemd"],
@@ -91,6 +115,15 @@ const NOT_RUN: [RegExp, string][] = [
 const where = (block: FencedBlock) => `${block.file}:${block.line}`;
 const fileAttr = (block: FencedBlock) =>
   block.attrs.find((attr) => FILE_ATTR.test(attr)) ?? null;
+/** A host configuration, or a script (`sh deploy/spawn-fcgi.sh`): the
+ * file of docs/deploy/ it shows, or `null`. */
+const deployFile = (block: FencedBlock) =>
+  block.attrs.length === 1
+    ? DEPLOY_ATTR.exec(block.attrs[0])?.[1] ?? null
+    : null;
+const isDeployBlock = (block: FencedBlock) =>
+  CONFIG_LANGS.includes(block.lang) ||
+  (block.lang === "sh" && deployFile(block) !== null);
 const projectCommands = BLOCKS.filter((block) =>
   block.lang === "sh" && block.attrs.includes("project")
 ).flatMap((block) => shellCommands(block.content));
@@ -373,8 +406,13 @@ Deno.test("README.md and docs/: every code block is of a kind this test checks",
         break;
       }
       case "sh":
+        // A script of docs/deploy/ (spawn-fcgi.sh) is checked as the host
+        // configurations are: its host test runs it.
+        if (deployFile(block) !== null) break;
         if (block.attrs.length !== 1 || !SH_PLACES.includes(block.attrs[0])) {
-          problems.push(`${at}: sh needs one of ${SH_PLACES.join(", ")}`);
+          problems.push(
+            `${at}: sh needs one of ${SH_PLACES.join(", ")} or deploy/<file>`,
+          );
         }
         break;
       case "json":
@@ -387,8 +425,7 @@ Deno.test("README.md and docs/: every code block is of a kind this test checks",
           problems.push(`${at}: no check for "${block.lang}" blocks`);
           break;
         }
-        const name = /^deploy\/([\w.@-]+)$/.exec(block.attrs.join(" "));
-        if (name === null) {
+        if (deployFile(block) === null) {
           problems.push(`${at}: name the file of docs/deploy/ it shows`);
         }
       }
@@ -480,9 +517,18 @@ Deno.test("README.md and docs/: the ts ignore blocks type-check in a fresh proje
 Deno.test("README.md and docs/: the sh commands run as written", async (t) => {
   const ciRun = await Deno.readTextFile(`${ROOT}.ci/run`);
   await withProject(async (project) => {
-    for (const block of BLOCKS.filter((block) => block.lang === "sh")) {
+    const shBlocks = BLOCKS.filter((block) =>
+      block.lang === "sh" && deployFile(block) === null
+    );
+    for (const block of shBlocks) {
       const place = block.attrs[0];
       await t.step(`${where(block)} (${place})`, async () => {
+        // A block that says nothing of where it runs may hold anything
+        // (apt-get, useradd): it is not run, and fails here.
+        assert.ok(
+          block.attrs.length === 1 && SH_PLACES.includes(place),
+          `${where(block)}: not run: sh needs one of ${SH_PLACES.join(", ")}`,
+        );
         const tmp = await Deno.makeTempDir({
           dir: project.root,
           prefix: "run-",
@@ -561,8 +607,12 @@ Deno.test("README.md and docs/: each host configuration is the file of docs/depl
     .map((entry) => Deno.readTextFileSync(`${ROOT}tests/${entry.name}`))
     .join("\n");
   const problems: string[] = [];
-  for (const block of BLOCKS.filter((b) => CONFIG_LANGS.includes(b.lang))) {
-    const name = block.attrs[0].slice("deploy/".length);
+  for (const block of BLOCKS.filter(isDeployBlock)) {
+    const name = deployFile(block);
+    if (name === null) {
+      problems.push(`${where(block)}: name the file of docs/deploy/ it shows`);
+      continue;
+    }
     const file = await Deno.readTextFile(DEPLOY_DIR + name).catch(() => null);
     if (file === null) problems.push(`${where(block)}: no docs/deploy/${name}`);
     else if (file !== block.content) {

@@ -4,7 +4,8 @@
  * substituted, nothing else): `spawn-fcgi` and lighttpd's `bin-path` (a
  * listening socket on fd 0), Apache's `mod_fcgid` (a Unix socket on fd 0,
  * the gateway run as Apache's user), and systemd socket activation through
- * `systemd-socket-activate` (fd 3, `LISTEN_FDS`). Through each: a query
+ * `systemd-socket-activate` (fd 3, `LISTEN_FDS`; the units also pass
+ * `systemd-analyze verify`). Through each: a query
  * string, `SCRIPT_NAME`/`PATH_INFO`, a multi-MiB POST, a streamed
  * response, a throwing app, concurrent requests, and, on TCP, a peer not in
  * `FCGI_WEB_SERVER_ADDRS` refused. And scale-out: nginx over two gateways
@@ -52,6 +53,7 @@ const SOCKET_ACTIVATE = findBinary("systemd-socket-activate", [
   "/usr/bin/systemd-socket-activate",
   "/lib/systemd/systemd-socket-activate",
 ]);
+const ANALYZE = findBinary("systemd-analyze", ["/usr/bin/systemd-analyze"]);
 const LIGHTTPD = findLighttpd();
 const APACHE = findApache();
 const FCGID = APACHE !== null && hasApacheModule("fcgid");
@@ -538,6 +540,38 @@ Deno.test({
     );
     const dir = await Deno.makeTempDir({ prefix: "wsgiref-activate-" });
     try {
+      await t.step({
+        name: "the units pass systemd-analyze verify",
+        ignore: ANALYZE === null,
+        fn: async () => {
+          // systemd checks that ExecStart's program exists: this Deno.
+          const units = await Deno.makeTempDir({ dir, prefix: "units-" });
+          await Deno.writeTextFile(
+            `${units}/my-app-activated.socket`,
+            deployFile("my-app-activated.socket", []),
+          );
+          await Deno.writeTextFile(
+            `${units}/my-app-activated.service`,
+            deployFile("my-app-activated.service", [
+              ["/usr/local/bin/deno", Deno.execPath()],
+            ]),
+          );
+          const { code, stdout, stderr } = await new Deno.Command(ANALYZE!, {
+            args: [
+              "verify",
+              `${units}/my-app-activated.socket`,
+              `${units}/my-app-activated.service`,
+            ],
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          // An unknown key or section is only a warning: none may appear.
+          const output = decoder.decode(stdout) + decoder.decode(stderr);
+          assert.equal(code, 0, output);
+          assert.equal(output, "");
+        },
+      });
+
       await t.step("on the unit's Unix socket", async (t) => {
         const path = `${dir}/my-app.sock`;
         const gateway = start(SOCKET_ACTIVATE, await activationArgs(path));

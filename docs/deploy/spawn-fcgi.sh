@@ -10,5 +10,5 @@ export FCGI_WEB_SERVER_ADDRS=127.0.0.1
 
 exec spawn-fcgi -a 127.0.0.1 -p 9000 -F 2 -P /run/my-app/spawn-fcgi.pid -- \
     /usr/local/bin/deno run --allow-read=/srv/my-app,/tmp --allow-write=/tmp \
-    --allow-env=FCGI_WEB_SERVER_ADDRS,LISTEN_PID,LISTEN_FDS,LISTEN_FDNAMES \
-    /opt/wsgiref/fastcgi.ts /srv/my-app/app.ts --quiet
+    --allow-env=FCGI_WEB_SERVER_ADDRS /opt/wsgiref/fastcgi.ts /srv/my-app/app.ts \
+    --quiet
