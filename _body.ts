@@ -416,10 +416,14 @@ export function errorApp(status: string, message: string): Application {
   };
 }
 
+/** What a request refused for want of room is told. */
+export const BUSY_MESSAGE =
+  "The server is too busy to take this request now; try again later.";
+
 /** The answer to a request refused for want of room (503). */
 export const BUSY_APP: Application = errorApp(
   "503 Service Unavailable",
-  "The server is too busy to take this request now; try again later.",
+  BUSY_MESSAGE,
 );
 
 /**

@@ -32,6 +32,7 @@ import {
   BodySpool,
   BodyTooLarge,
   BUSY_APP,
+  BUSY_MESSAGE,
   errorApp,
   normalizeContentLength,
   OverBudget,
@@ -74,6 +75,33 @@ const COALESCE_LIMIT = 16 * 1024;
 /** How long a connection closed after a refused `BEGIN_REQUEST` waits
  * for the host to close its side, so that no reset discards the answer. */
 const LINGER_MS = 2000;
+
+/**
+ * The CGI response to a request refused at `BEGIN_REQUEST` (past
+ * `maxRequests`, `maxRequestsPerConnection`, or at shutdown): the bytes
+ * `BaseCGIHandler` writes for `BUSY_APP`.
+ */
+const OVERLOADED_RESPONSE: Uint8Array = new TextEncoder().encode(
+  "Status: 503 Service Unavailable\r\n" +
+    "Content-Type: text/plain; charset=utf-8\r\n" +
+    `Content-Length: ${BUSY_MESSAGE.length + 1}\r\n\r\n${BUSY_MESSAGE}\n`,
+);
+
+/**
+ * The records that refuse request `id` for want of room: the protocol's
+ * answer, `END_REQUEST` with `FCGI_OVERLOADED`, after a 503 response on
+ * `STDOUT`, as hosts pass on neither that status nor the lack of a
+ * response: alone, nginx answers it 502, lighttpd 500, and Apache an empty
+ * 200.
+ */
+function overloadedRecords(id: number): Uint8Array {
+  const response = record(STDOUT, id, OVERLOADED_RESPONSE);
+  const out = new Uint8Array(response.length + 2 * HEADER_SIZE + 8);
+  out.set(response);
+  putHeader(out, response.length, STDOUT, id, 0, 0);
+  putEndRequest(out, response.length + HEADER_SIZE, id, 0, OVERLOADED);
+  return out;
+}
 
 /** The error a response ends with when the host no longer wants it. */
 export function requestAborted(): Error {
@@ -677,7 +705,7 @@ export class Connection {
         );
       }
       this.#linger = true;
-      this.send(endRequestRecord(id, 0, OVERLOADED));
+      this.send(overloadedRecords(id));
       this.#maybeFinish();
       return;
     }

@@ -24,7 +24,13 @@
  * hand one over (`mod_fcgid`, lighttpd's `bin-path`, `spawn-fcgi`: file
  * descriptor 0; systemd socket activation: file descriptor 3, with
  * `LISTEN_PID` and `LISTEN_FDS`), else 127.0.0.1 port 9000. SIGTERM (or
- * SIGINT) lets the requests in progress finish, then exits 0.
+ * SIGINT) lets the requests in progress finish (for up to
+ * `--graceful-timeout`, 30 s), then exits 0. Flags set the limits, in
+ * seconds and bytes: `--idle-timeout 60`, `--read-timeout 60`,
+ * `--max-connections 1024`, `--max-requests 1024`,
+ * `--max-requests-per-connection 64`, `--max-body-size 1g`,
+ * `--spool-threshold 1m`, `--max-params-size 256k`, `--memory-budget 64m`,
+ * `--disk-budget 4g` (the defaults; `--help` lists them).
  *
  * @example Serving an application
  * ```ts ignore
@@ -574,16 +580,19 @@ export interface FastCGIServerOptions {
   maxConnections?: number;
   /**
    * The most requests in progress at once over all connections
-   * (`FCGI_MAX_REQS`); further ones are answered `END_REQUEST` with
-   * `FCGI_OVERLOADED`.
+   * (`FCGI_MAX_REQS`); further ones are refused: a
+   * `503 Service Unavailable` response, then `END_REQUEST` with
+   * `FCGI_OVERLOADED` (the protocol's answer, which hosts do not pass on:
+   * alone, nginx makes it a 502).
    *
    * @default {1024}
    */
   maxRequests?: number;
   /**
    * The most requests in progress at once on one connection (a host
-   * multiplexing requests); further ones are answered `END_REQUEST` with
-   * `FCGI_OVERLOADED`, so that no connection can take every request slot.
+   * multiplexing requests); further ones are refused as past
+   * `maxRequests` (503, `FCGI_OVERLOADED`), so that no connection can take
+   * every request slot.
    * 1 announces `FCGI_MPXS_CONNS=0`.
    *
    * @default {64}
@@ -690,20 +699,33 @@ export interface FastCGIServerOptions {
  *
  * Hosts may keep connections open for further requests (`KEEP_CONN`) and
  * may interleave requests on one connection: the server announces
- * `FCGI_MPXS_CONNS=1`, `FCGI_MAX_CONNS` and `FCGI_MAX_REQS` (the
- * `maxConnections` and `maxRequests` it enforces) to `GET_VALUES`. Records
- * that break the protocol (a wrong version, a malformed or truncated
- * record, garbage) close that connection, with a line in the log; a
- * request the gateway refuses (parameters over `maxParamsSize`, a body over
- * `maxBodySize` or longer or shorter than its `CONTENT_LENGTH`) is answered
- * with a 4xx status without calling the application. The server goes on
- * serving either way.
+ * `FCGI_MPXS_CONNS` (1 unless `maxRequestsPerConnection` is 1),
+ * `FCGI_MAX_CONNS` and `FCGI_MAX_REQS` (the `maxConnections` and
+ * `maxRequests` it enforces) to `GET_VALUES`. Records that break the
+ * protocol (a wrong version, a malformed or truncated record, garbage)
+ * close that connection, with a line in the log; a request the gateway
+ * refuses (parameters over `maxParamsSize`, a body over `maxBodySize` or
+ * longer or shorter than its `CONTENT_LENGTH`, a `CONTENT_LENGTH` that is
+ * no length) is answered with a 4xx status without calling the
+ * application. A `CONTENT_LENGTH` with spaces around its digits is passed
+ * on without them, as `makeServer` does; a parameter whose name cannot be
+ * a CGI variable's (a control character, a space or `=` in it) is dropped,
+ * with a line in the log. The server goes on serving either way.
+ *
+ * Time, memory and trust limits keep one host, or one peer that is no
+ * web server, from taking the gateway: connections idle for `idleTimeout`
+ * are closed, requests whose input stops for `readTimeout` dropped, and a
+ * connection past `maxConnections` takes the place of the idlest one;
+ * each connection holds at most `maxRequestsPerConnection` requests; the
+ * request bodies and parameters held in memory, and the bodies spooled to
+ * disk, stay within `memoryBudget` and `diskBudget` (past them, a 503).
+ * One timer per server applies the time limits.
  *
  * A host that closes a connection aborts its requests (as FastCGI has
  * it): results are closed, nothing more is sent. `shutdown()` stops
- * accepting, closes idle connections, and lets requests in progress finish.
- * Each request is logged through `logRequest` and `logMessage` (to
- * stderr), unless `quiet`.
+ * accepting, closes idle connections, and lets requests in progress finish
+ * for up to `gracefulTimeout`. Each request is logged through `logRequest`
+ * and `logMessage` (to stderr), unless `quiet`.
  *
  * @example Usage
  * ```ts ignore
@@ -971,7 +993,8 @@ export class FastCGIServer {
     return this.#connections.size;
   }
 
-  /** Host connections accepted since the server started. */
+  /** Host connections served since the server started (not those closed
+   * at once past `maxConnections`). */
   get acceptedConnections(): number {
     return this.#accepted;
   }

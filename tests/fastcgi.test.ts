@@ -38,6 +38,7 @@ import {
   FCGI,
   FcgiClient,
   type FcgiRecord,
+  type FcgiResponse,
   FILTER,
   getParams,
   join,
@@ -837,7 +838,28 @@ Deno.test("makeFastCGIServer() answers GET_VALUES, unknown management types and 
   }, { quiet: true, maxConnections: 7, maxRequests: 9 });
 });
 
-Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async (t) => {
+/**
+ * Check a request refused at `BEGIN_REQUEST`: `END_REQUEST` with
+ * `FCGI_OVERLOADED` (FastCGI 1.0 §5.5), after a 503 response that hosts
+ * pass on (they do not pass that status on).
+ */
+function assertOverloaded(answer: FcgiResponse): void {
+  assert.deepEqual(answer.records.map((r) => r.type), [
+    FCGI.STDOUT,
+    FCGI.STDOUT,
+    FCGI.END_REQUEST,
+  ]);
+  assert.equal(answer.protocolStatus, OVERLOADED);
+  assert.equal(answer.appStatus, 0);
+  assert.equal(
+    decoder.decode(answer.stdout),
+    "Status: 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+      "Content-Length: 66\r\n\r\n" +
+      "The server is too busy to take this request now; try again later.\n",
+  );
+}
+
+Deno.test("makeFastCGIServer() answers a 503 and OVERLOADED over maxRequests", async (t) => {
   await withGateway(t, async (gateway) => {
     const client = await gateway.connect();
     try {
@@ -847,9 +869,7 @@ Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async (t) =
       await client.send(
         requestRecords(getParams("/two"), { id: 2, keepConn: true }),
       );
-      const second = await client.response(2);
-      assert.equal(second.protocolStatus, OVERLOADED);
-      assert.equal(second.records.length, 1);
+      assertOverloaded(await client.response(2));
       await client.send(record(FCGI.ABORT_REQUEST, 1));
       await client.response(1);
       const third = await client.request(getParams("/three"), {
@@ -1856,7 +1876,7 @@ Deno.test("FastCGIHandler.abort() stops the iteration and closes the result once
 
 /** The body of a response's CGI output, as text. */
 function bodyOf(response: { stdout: Uint8Array }): string {
-  return bodyOf(response);
+  return decoder.decode(parseCgi(response.stdout).body);
 }
 
 /** Resolve after `ms`. */
@@ -2062,9 +2082,7 @@ Deno.test("makeFastCGIServer() refuses requests past maxRequestsPerConnection wi
       await t.step("one over: OVERLOADED, logged once", async () => {
         for (const id of [4, 5]) {
           await greedy.send(beginRequest(id, { keepConn: true }));
-          const answer = await greedy.response(id);
-          assert.equal(answer.protocolStatus, OVERLOADED);
-          assert.equal(answer.records.length, 1);
+          assertOverloaded(await greedy.response(id));
         }
         assert.equal(
           gateway.log.filter((line) =>
