@@ -349,6 +349,9 @@ class Request {
   /** Bytes of memory its parameters hold, charged to the server's budget
    * until the request ends (its environ holds as much). */
   charged = 0;
+  /** Whether it counts against `maxRequests`: until its response is over
+   * (a request `draining` has no more work than reading). */
+  holdsSlot = true;
 
   constructor(connection: Connection, id: number, now: number) {
     this.id = id;
@@ -372,7 +375,7 @@ export interface ServerCore {
   readonly readTimeout: number;
   /** The `GET_VALUES` answers, as encoded pairs. */
   readonly values: Uint8Array;
-  /** Requests in progress over all connections. */
+  /** Requests in progress over all connections (not those `draining`). */
   activeRequests: number;
   /** Whether the server is shutting down: no new requests. */
   closing: boolean;
@@ -1043,6 +1046,7 @@ export class Connection {
     this.#log(request, outcome?.status ?? null, outcome?.bytes ?? 0);
     if (refusing && (how === "complete" || how === "cut")) {
       request.state = "draining";
+      this.#releaseSlot(request);
     } else this.#forget(request);
   }
 
@@ -1058,7 +1062,7 @@ export class Connection {
     request.state = "ended";
     if (this.#requests.get(request.id) !== request) return;
     this.#requests.delete(request.id);
-    this.#core.activeRequests--;
+    this.#releaseSlot(request);
     // Idle from now on, not since its last record.
     if (this.#requests.size === 0) this.lastActivity = Date.now();
     this.#maybeFinish();
@@ -1132,6 +1136,13 @@ export class Connection {
       }
     }
     this.close();
+  }
+
+  /** The request no longer counts against `maxRequests`. */
+  #releaseSlot(request: Request): void {
+    if (!request.holdsSlot) return;
+    request.holdsSlot = false;
+    this.#core.activeRequests--;
   }
 
   // --- Closing ------------------------------------------------------------

@@ -2066,6 +2066,41 @@ Deno.test("makeFastCGIServer() drops a request whose PARAMS or STDIN stop coming
   }, { quiet: true, readTimeout: 300, idleTimeout: 0, spoolThreshold: 1000 });
 });
 
+Deno.test("makeFastCGIServer() frees a maxRequests slot once a refused request is answered, its input still coming", async (t) => {
+  await withGateway(t, async (gateway) => {
+    const refused = await gateway.connect();
+    const other = await gateway.connect();
+    try {
+      await refused.send(join(
+        beginRequest(1, { keepConn: true }),
+        stream(FCGI.PARAMS, 1, encodePairs(post("/echo", "5000"))),
+        record(FCGI.STDIN, 1, new Uint8Array(100)),
+      ));
+      const answer = await refused.response(1);
+      assert.equal(
+        parseCgi(answer.stdout).status,
+        "413 Request Entity Too Large",
+      );
+      assert.equal(gateway.server.activeRequests, 0);
+      const served = await other.request(getParams("/other"));
+      assert.equal(bodyOf(served), "Hello /other\n");
+      // The rest of its input is still read and thrown away.
+      await refused.send(join(
+        record(FCGI.STDIN, 1, new Uint8Array(4900)),
+        record(FCGI.STDIN, 1),
+      ));
+      const next = await refused.request(getParams("/next"), {
+        id: 2,
+        keepConn: true,
+      });
+      assert.equal(bodyOf(next), "Hello /next\n");
+    } finally {
+      refused.close();
+      other.close();
+    }
+  }, { quiet: true, maxRequests: 1, maxBodySize: 1000 });
+});
+
 Deno.test("makeFastCGIServer() refuses requests past maxRequestsPerConnection with OVERLOADED", async (t) => {
   await withGateway(t, async (gateway, t) => {
     const greedy = await gateway.connect();
