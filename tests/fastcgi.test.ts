@@ -1596,6 +1596,38 @@ Deno.test("makeFastCGIServer() refuses bad arguments", () => {
       RangeError,
       "Cannot create the server: maxBodySize must be a non-negative integer or Infinity, not -1",
     ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { idleTimeout: -1 }],
+      RangeError,
+      "Cannot create the server: idleTimeout must be a non-negative integer or Infinity, not -1",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { readTimeout: "60" }],
+      TypeError,
+      'Cannot create the server: readTimeout must be a number, not string "60"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { gracefulTimeout: 1.5 }],
+      RangeError,
+      "Cannot create the server: gracefulTimeout must be a non-negative integer or Infinity, not 1.5",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, {
+        maxRequestsPerConnection: 0,
+      }],
+      RangeError,
+      "Cannot create the server: maxRequestsPerConnection must be a positive integer, not 0",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { memoryBudget: NaN }],
+      RangeError,
+      "Cannot create the server: memoryBudget must be a non-negative integer or Infinity, not NaN",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { diskBudget: -1 }],
+      RangeError,
+      "Cannot create the server: diskBudget must be a non-negative integer or Infinity, not -1",
+    ],
   ];
   for (const [args, type, message] of cases) {
     assert.throws(
