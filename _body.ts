@@ -2,8 +2,11 @@
  * Request bodies for the servers: gathered before the application runs, so
  * that `wsgi.input` can stay synchronous. A body is held in memory up to a
  * threshold, spooled to an unlinked temporary file above it, and refused
- * over a maximum. `simple_server.ts` feeds it from a `ReadableStream`,
- * `fastcgi.ts` from `STDIN` records. Not exported by `deno.json`.
+ * over a maximum. A server may also share one `BodyBudget` among all its
+ * bodies: past its memory budget bodies spool even under the threshold,
+ * past its disk budget they are refused (503). `simple_server.ts` feeds a
+ * body from a `ReadableStream`, `fastcgi.ts` from `STDIN` records. Not
+ * exported by `deno.json`.
  *
  * @example Usage
  * ```ts
@@ -39,6 +42,85 @@ export interface BodyLimits {
   maxBodySize: number;
   /** The directory of spool files; `undefined` for the system's. */
   tempDir?: string;
+  /** What all the server's bodies may hold together; `undefined` for no
+   * limit. */
+  budget?: BodyBudget;
+}
+
+/**
+ * The bytes a server holds for the requests in flight, in memory and in
+ * spool files, against its two budgets. Every `BodySpool` given the budget
+ * charges what it keeps and refunds it on `release()`; a server may charge
+ * other request data it holds in memory (FastCGI parameters) with
+ * `takeMemory()` and `refundMemory()`.
+ *
+ * @example Usage
+ * ```ts
+ * import { BodyBudget, BodySpool } from "./_body.ts";
+ * import assert from "node:assert/strict";
+ *
+ * const budget = new BodyBudget(4, 1024);
+ * const spool = new BodySpool({ spoolThreshold: 100, maxBodySize: 100, budget });
+ * spool.append(new TextEncoder().encode("hello"));
+ * // Over the memory budget: spooled, although under the threshold.
+ * assert.ok(spool.spooled);
+ * assert.deepEqual([budget.memory, budget.disk], [0, 5]);
+ * spool.release();
+ * assert.deepEqual([budget.memory, budget.disk], [0, 0]);
+ * ```
+ */
+export class BodyBudget {
+  /** The most bytes held in memory. */
+  readonly memoryBudget: number;
+  /** The most bytes held in spool files. */
+  readonly diskBudget: number;
+  /** Bytes held in memory now. */
+  memory = 0;
+  /** Bytes held in spool files now. */
+  disk = 0;
+
+  /**
+   * @param memoryBudget The most bytes held in memory (`Infinity`: no
+   * limit).
+   * @param diskBudget The most bytes held in spool files.
+   */
+  constructor(memoryBudget: number, diskBudget: number) {
+    this.memoryBudget = memoryBudget;
+    this.diskBudget = diskBudget;
+  }
+
+  /**
+   * Charge `bytes` of memory, if they fit in the budget.
+   *
+   * @param bytes The bytes to hold.
+   * @returns Whether they were charged.
+   */
+  takeMemory(bytes: number): boolean {
+    if (this.memory + bytes > this.memoryBudget) return false;
+    this.memory += bytes;
+    return true;
+  }
+
+  /**
+   * Give back memory charged with `takeMemory()`.
+   *
+   * @param bytes The bytes let go.
+   */
+  refundMemory(bytes: number): void {
+    this.memory -= bytes;
+  }
+
+  /** Charge `bytes` of disk, if they fit in the budget. */
+  takeDisk(bytes: number): boolean {
+    if (this.disk + bytes > this.diskBudget) return false;
+    this.disk += bytes;
+    return true;
+  }
+
+  /** Give back disk charged with `takeDisk()`. */
+  refundDisk(bytes: number): void {
+    this.disk -= bytes;
+  }
 }
 
 /** Thrown when a request body is over `maxBodySize`. */
@@ -49,6 +131,24 @@ export class BodyTooLarge extends Error {
   constructor(maxBodySize: number) {
     super(`The request body is larger than ${maxBodySize} bytes`);
     this.name = "BodyTooLarge";
+  }
+}
+
+/** Thrown when a request body would take the server past its disk budget
+ * (`BodyBudget`). */
+export class OverBudget extends Error {
+  /** The budget that was passed. */
+  readonly diskBudget: number;
+
+  /**
+   * @param diskBudget The budget that was passed.
+   */
+  constructor(diskBudget: number) {
+    super(
+      `The request bodies in flight would take more than ${diskBudget} bytes of disk`,
+    );
+    this.name = "OverBudget";
+    this.diskBudget = diskBudget;
   }
 }
 
@@ -169,7 +269,9 @@ function writeAllSync(file: Deno.FsFile, data: Uint8Array): void {
 /**
  * One request body as it arrives: `append()` each piece, then `input()`
  * gives it to the application as `wsgi.input`, and `release()` closes and
- * removes its spool file once the response is over.
+ * removes its spool file once the response is over. With a `BodyBudget` in
+ * its limits, it charges the bytes it holds (in memory or on disk) until
+ * `release()`.
  */
 export class BodySpool {
   readonly #limits: BodyLimits;
@@ -177,9 +279,13 @@ export class BodySpool {
   #length = 0;
   #file: Deno.FsFile | null = null;
   #path: string | null = null;
+  /** What is charged to the budget now. */
+  #memory = 0;
+  #disk = 0;
 
   /**
-   * @param limits The spool threshold, the maximum and the spool directory.
+   * @param limits The spool threshold, the maximum, the spool directory
+   * and the budget.
    */
   constructor(limits: BodyLimits) {
     this.#limits = limits;
@@ -197,27 +303,52 @@ export class BodySpool {
 
   /**
    * Add the next piece of the body. `borrowed` says the caller will reuse
-   * `chunk`'s memory, so a piece kept in memory is copied.
+   * `chunk`'s memory, so a piece kept in memory is copied. A body goes to
+   * a file once over `spoolThreshold`, or once its piece would take the
+   * budget's memory past its limit.
    *
    * @throws {BodyTooLarge} Once the body is over `maxBodySize`; nothing
    * more may be appended then.
+   * @throws {OverBudget} When the piece would take the budget's disk past
+   * its limit; nothing more may be appended then.
    */
   append(chunk: Uint8Array, borrowed = false): void {
+    const limits = this.#limits;
     const length = this.#length + chunk.length;
-    if (length > this.#limits.maxBodySize) {
-      throw new BodyTooLarge(this.#limits.maxBodySize);
+    if (length > limits.maxBodySize) {
+      throw new BodyTooLarge(limits.maxBodySize);
     }
-    this.#length = length;
+    const budget = limits.budget;
     if (this.#file !== null) {
+      this.#chargeDisk(budget, chunk.length);
+      this.#length = length;
       writeAllSync(this.#file, chunk);
       return;
     }
-    this.#chunks.push(borrowed ? chunk.slice() : chunk);
-    if (length > this.#limits.spoolThreshold) {
-      const file = this.#openFile();
-      for (const piece of this.#chunks) writeAllSync(file, piece);
-      this.#chunks = [];
+    if (
+      length <= limits.spoolThreshold &&
+      (budget === undefined || budget.takeMemory(chunk.length))
+    ) {
+      if (budget !== undefined) this.#memory += chunk.length;
+      this.#chunks.push(borrowed ? chunk.slice() : chunk);
+      this.#length = length;
+      return;
     }
+    // To a file: over the threshold, or over the memory budget.
+    this.#chargeDisk(budget, length);
+    const file = this.#openFile();
+    this.#length = length;
+    for (const piece of this.#chunks) writeAllSync(file, piece);
+    writeAllSync(file, chunk);
+    this.#chunks = [];
+    budget?.refundMemory(this.#memory);
+    this.#memory = 0;
+  }
+
+  #chargeDisk(budget: BodyBudget | undefined, bytes: number): void {
+    if (budget === undefined) return;
+    if (!budget.takeDisk(bytes)) throw new OverBudget(budget.diskBudget);
+    this.#disk += bytes;
   }
 
   /**
@@ -237,12 +368,19 @@ export class BodySpool {
     return new ReaderInput(file, this.#length);
   }
 
-  /** Drop the body: close and remove the spool file. Idempotent. */
+  /** Drop the body: close and remove the spool file, refund the budget.
+   * Idempotent. */
   release(): void {
     const file = this.#file;
     const path = this.#path;
     this.#file = this.#path = null;
     this.#chunks = [];
+    const budget = this.#limits.budget;
+    if (budget !== undefined) {
+      budget.refundMemory(this.#memory);
+      budget.refundDisk(this.#disk);
+      this.#memory = this.#disk = 0;
+    }
     try {
       file?.close();
     } finally {
@@ -278,9 +416,20 @@ export function errorApp(status: string, message: string): Application {
   };
 }
 
+/** What a request refused for want of room is told. */
+export const BUSY_MESSAGE =
+  "The server is too busy to take this request now; try again later.";
+
+/** The answer to a request refused for want of room (503). */
+export const BUSY_APP: Application = errorApp(
+  "503 Service Unavailable",
+  BUSY_MESSAGE,
+);
+
 /**
- * The application that answers a body over `maxBodySize` (413) or one that
- * could not be read (400), instead of the server's application.
+ * The application that answers a body over `maxBodySize` (413), one past
+ * the disk budget (503) or one that could not be read (400), instead of
+ * the server's application.
  */
 export function bodyErrorApp(error: unknown, maxBodySize: number): Application {
   return error instanceof BodyTooLarge
@@ -288,5 +437,7 @@ export function bodyErrorApp(error: unknown, maxBodySize: number): Application {
       "413 Request Entity Too Large",
       `The request body is larger than ${maxBodySize} bytes.`,
     )
+    : error instanceof OverBudget
+    ? BUSY_APP
     : errorApp("400 Bad Request", "The request body could not be read.");
 }

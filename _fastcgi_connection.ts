@@ -26,11 +26,16 @@
 import type { Application, ErrorStream, InputStream } from "./types.ts";
 import { BytesInput, concat, processStderr } from "./_io.ts";
 import {
+  type BodyBudget,
   bodyErrorApp,
   type BodyLimits,
   BodySpool,
   BodyTooLarge,
+  BUSY_APP,
+  BUSY_MESSAGE,
   errorApp,
+  normalizeContentLength,
+  OverBudget,
 } from "./_body.ts";
 import {
   ABORT_REQUEST,
@@ -70,6 +75,33 @@ const COALESCE_LIMIT = 16 * 1024;
 /** How long a connection closed after a refused `BEGIN_REQUEST` waits
  * for the host to close its side, so that no reset discards the answer. */
 const LINGER_MS = 2000;
+
+/**
+ * The CGI response to a request refused at `BEGIN_REQUEST` (past
+ * `maxRequests`, `maxRequestsPerConnection`, or at shutdown): the bytes
+ * `BaseCGIHandler` writes for `BUSY_APP`.
+ */
+const OVERLOADED_RESPONSE: Uint8Array = new TextEncoder().encode(
+  "Status: 503 Service Unavailable\r\n" +
+    "Content-Type: text/plain; charset=utf-8\r\n" +
+    `Content-Length: ${BUSY_MESSAGE.length + 1}\r\n\r\n${BUSY_MESSAGE}\n`,
+);
+
+/**
+ * The records that refuse request `id` for want of room: the protocol's
+ * answer, `END_REQUEST` with `FCGI_OVERLOADED`, after a 503 response on
+ * `STDOUT`, as hosts pass on neither that status nor the lack of a
+ * response: alone, nginx answers it 502, lighttpd 500, and Apache an empty
+ * 200.
+ */
+function overloadedRecords(id: number): Uint8Array {
+  const response = record(STDOUT, id, OVERLOADED_RESPONSE);
+  const out = new Uint8Array(response.length + 2 * HEADER_SIZE + 8);
+  out.set(response);
+  putHeader(out, response.length, STDOUT, id, 0, 0);
+  putEndRequest(out, response.length + HEADER_SIZE, id, 0, OVERLOADED);
+  return out;
+}
 
 /** The error a response ends with when the host no longer wants it. */
 export function requestAborted(): Error {
@@ -129,6 +161,22 @@ export const OPEN_STREAM: WeakMap<
 /** An error's stack, or its string form. */
 export function describe(error: unknown): string {
   return error instanceof Error ? error.stack ?? String(error) : quote(error);
+}
+
+/**
+ * Whether `name` may be a CGI variable's name: not empty, printable ASCII
+ * but for space and `=`. A control character (CR, LF, NUL) or a space
+ * could split a header line or an environment entry made of it, and `=`
+ * ends an environment variable's name.
+ */
+export function isVariableName(name: string): boolean {
+  const length = name.length;
+  if (length === 0) return false;
+  for (let i = 0; i < length; i++) {
+    const c = name.charCodeAt(i);
+    if (c <= 0x20 || c >= 0x7f || c === 0x3d) return false;
+  }
+  return true;
 }
 
 /**
@@ -298,6 +346,12 @@ class Request {
   /** When its last input record came (`Date.now()`), for a timeout on
    * hosts that stop sending in the middle of a request. */
   lastInput: number;
+  /** Bytes of memory its parameters hold, charged to the server's budget
+   * until the request ends (its environ holds as much). */
+  charged = 0;
+  /** Whether it counts against `maxRequests`: until its response is over
+   * (a request `draining` has no more work than reading). */
+  holdsSlot = true;
 
   constructor(connection: Connection, id: number, now: number) {
     this.id = id;
@@ -310,12 +364,18 @@ class Request {
 /** What the connections of a server share: its application, limits,
  * handlers and log, and the counts it keeps over all of them. */
 export interface ServerCore {
-  readonly limits: BodyLimits;
+  /** The body limits, with the server's budget. */
+  readonly limits: BodyLimits & { readonly budget: BodyBudget };
   readonly maxRequests: number;
+  readonly maxRequestsPerConnection: number;
   readonly maxParamsSize: number;
+  /** Ms a connection without requests stays open; 0: no limit. */
+  readonly idleTimeout: number;
+  /** Ms a request may wait for its next input record; 0: no limit. */
+  readonly readTimeout: number;
   /** The `GET_VALUES` answers, as encoded pairs. */
   readonly values: Uint8Array;
-  /** Requests in progress over all connections. */
+  /** Requests in progress over all connections (not those `draining`). */
   activeRequests: number;
   /** Whether the server is shutting down: no new requests. */
   closing: boolean;
@@ -352,19 +412,26 @@ export interface ServerCore {
  * ```text
  * BEGIN_REQUEST  → params
  * params   — empty PARAMS                                → body
- *          — PARAMS over maxParamsSize, malformed pairs,
- *            a CONTENT_LENGTH that cannot be             → refusing
+ *          — PARAMS over maxParamsSize or the memory
+ *            budget, malformed pairs, a CONTENT_LENGTH
+ *            that cannot be                              → refusing
  * body     — empty STDIN                                 → running (the app)
  *          — empty STDIN short of CONTENT_LENGTH         → running (a 400)
- *          — STDIN past CONTENT_LENGTH or maxBodySize,
- *            a spool that fails                          → refusing
+ *          — STDIN past CONTENT_LENGTH, maxBodySize or
+ *            the disk budget, a spool that fails         → refusing
  * refusing — empty STDIN                                 → running
  *          — the handler done                            → draining
  * running  — the handler done                            → ended (complete | cut)
  * draining — empty STDIN, BEGIN_REQUEST of its id        → ended
  * any      — ABORT_REQUEST                               → ended (aborted)
  * any      — the connection closes                       → ended (dropped)
+ * waiting  — no input record for readTimeout             → ended (dropped)
  * ```
+ *
+ * (`waiting`: any state but `running`, whose input is complete.) A
+ * connection without requests is closed once it has been so for
+ * `idleTimeout`: `sweep()`, which the server calls now and then, checks
+ * both times.
  *
  * A request's response ends in `#end` alone (its spool released, the
  * records of the ending sent, the access log written); it leaves the
@@ -378,8 +445,9 @@ export class Connection {
   readonly #conn: ByteStream;
   /** The host's address, for the log. */
   readonly peer: string;
-  /** When bytes last came from the host (`Date.now()`), for an idle
-   * timeout. */
+  /** When the last whole record came from the host, or the connection
+   * last became idle (`Date.now()`), for the idle timeout: a record
+   * dripped a byte at a time does not keep a connection alive. */
   lastActivity: number = Date.now();
   readonly #requests = new Map<number, Request>();
   readonly #reader = new RecordReader();
@@ -396,6 +464,9 @@ export class Connection {
   #finishing = false;
   #linger = false;
   #lingerTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether the log has a line about this connection's requests over
+   * `maxRequestsPerConnection` (one is enough). */
+  #notedCap = false;
   readonly done: Promise<void>;
   #markDone!: () => void;
 
@@ -511,15 +582,16 @@ export class Connection {
       for (;;) {
         const n = await this.#conn.read(reader.room());
         if (n === null) break;
-        this.lastActivity = Date.now();
         if (this.#finishing) {
           // Half-closed: nothing more can be answered.
           reader.clear();
           continue;
         }
         reader.filled(n);
+        const now = Date.now();
         // Nothing after the last request of a connection that is closing.
         while (!this.#closed && !this.#finishing && reader.next()) {
+          this.lastActivity = now;
           this.#record(reader.type, reader.id, reader.content);
         }
         if (this.#closed) return;
@@ -627,9 +699,16 @@ export class Connection {
       this.#maybeFinish();
       return;
     }
-    if (core.closing || core.activeRequests >= core.maxRequests) {
+    const full = this.#requests.size >= core.maxRequestsPerConnection;
+    if (core.closing || core.activeRequests >= core.maxRequests || full) {
+      if (full && !this.#notedCap) {
+        this.#notedCap = true;
+        this.#note(
+          `Refused request ${id} with OVERLOADED: the connection has ${this.#requests.size} requests in progress (maxRequestsPerConnection); further ones are refused without a log line`,
+        );
+      }
       this.#linger = true;
-      this.send(endRequestRecord(id, 0, OVERLOADED));
+      this.send(overloadedRecords(id));
       this.#maybeFinish();
       return;
     }
@@ -646,6 +725,8 @@ export class Connection {
         break;
       case "refusing":
       case "draining":
+        // Thrown away, but the host is still sending.
+        request.lastInput = this.lastActivity;
         return;
       default:
         throw new ProtocolError(
@@ -658,11 +739,21 @@ export class Connection {
       return;
     }
     const length = request.paramsLength + content.length;
+    const budget = this.#core.limits.budget;
+    if (!budget.takeMemory(content.length)) {
+      this.#note(
+        `Refused request ${id} with 503: its parameters would take the memory held for requests past ${budget.memoryBudget} bytes (memoryBudget)`,
+      );
+      this.#refundParams(request);
+      this.#refuse(request, BUSY_APP, {});
+      return;
+    }
+    request.charged += content.length;
     if (length > this.#core.maxParamsSize) {
       this.#note(
         `Cannot take request ${id}: its parameters are over ${this.#core.maxParamsSize} bytes`,
       );
-      request.params = [];
+      this.#refundParams(request);
       this.#refuse(
         request,
         errorApp(
@@ -693,21 +784,58 @@ export class Connection {
       );
       return;
     }
+    this.#dropBadNames(request.id, environ);
     request.state = "body";
     request.environ = environ;
     const declared = environ.CONTENT_LENGTH;
     if (declared !== undefined && declared !== "") {
-      const digits = declared.trim();
-      if (!/^[0-9]{1,15}$/.test(digits)) {
+      // The rule makeServer applies to Content-Length: " 10 " is 10.
+      const digits = normalizeContentLength(declared);
+      if (digits === null) {
+        this.#note(
+          `Refused request ${request.id} with 400: CONTENT_LENGTH ${
+            quote(declared)
+          } is not a length`,
+        );
         this.#refuse(request, this.#badBody());
         return;
       }
+      if (digits !== declared) environ.CONTENT_LENGTH = digits;
       request.expected = Number(digits);
       if (request.expected > this.#core.limits.maxBodySize) {
         this.#refuse(request, this.#tooLarge());
         return;
       }
     }
+  }
+
+  /**
+   * Drop the parameters whose names cannot be CGI variable names
+   * (`isVariableName`), with one line in the log: no header line or
+   * environment entry can be forged through them.
+   */
+  #dropBadNames(id: number, environ: Record<string, string>): void {
+    let dropped: string[] | null = null;
+    for (const name in environ) {
+      if (isVariableName(name)) continue;
+      (dropped ??= []).push(name);
+      delete environ[name];
+    }
+    if (dropped === null) return;
+    this.#note(
+      `Dropped ${dropped.length} parameter${
+        dropped.length === 1 ? "" : "s"
+      } of request ${id} whose names cannot be CGI variable names: ${
+        dropped.map((name) => quote(name)).join(", ")
+      }`,
+    );
+  }
+
+  /** Give back the memory the request's parameters were charged. */
+  #refundParams(request: Request): void {
+    request.params = [];
+    this.#core.limits.budget.refundMemory(request.charged);
+    request.charged = 0;
   }
 
   /** The 413 answer of `_body.ts`. */
@@ -728,10 +856,12 @@ export class Connection {
       case "body":
         break;
       case "refusing":
+        request.lastInput = this.lastActivity;
         // The end of the input thrown away; the answer may still run.
         if (content.length === 0) request.state = "running";
         return;
       case "draining":
+        request.lastInput = this.lastActivity;
         if (content.length === 0) this.#forget(request);
         return;
       case "params":
@@ -774,7 +904,11 @@ export class Connection {
       request.spool ??= new BodySpool(this.#core.limits);
       request.spool.append(content, true);
     } catch (error) {
-      if (!(error instanceof BodyTooLarge)) {
+      if (error instanceof OverBudget) {
+        this.#note(
+          `Refused request ${id} with 503: its body would take the bytes spooled for requests past ${error.diskBudget} (diskBudget)`,
+        );
+      } else if (!(error instanceof BodyTooLarge)) {
         this.#note(`Cannot keep the body of request ${id}: ${describe(error)}`);
       }
       this.#refuse(request, this.#badBody(error));
@@ -880,6 +1014,7 @@ export class Connection {
   ): void {
     const refusing = request.state === "refusing";
     this.#releaseBody(request);
+    if (request.charged > 0) this.#refundParams(request);
     request.output.end();
     request.errors.end();
     const id = request.id;
@@ -911,6 +1046,7 @@ export class Connection {
     this.#log(request, outcome?.status ?? null, outcome?.bytes ?? 0);
     if (refusing && (how === "complete" || how === "cut")) {
       request.state = "draining";
+      this.#releaseSlot(request);
     } else this.#forget(request);
   }
 
@@ -926,8 +1062,87 @@ export class Connection {
     request.state = "ended";
     if (this.#requests.get(request.id) !== request) return;
     this.#requests.delete(request.id);
-    this.#core.activeRequests--;
+    this.#releaseSlot(request);
+    // Idle from now on, not since its last record.
+    if (this.#requests.size === 0) this.lastActivity = Date.now();
     this.#maybeFinish();
+  }
+
+  // --- Time limits --------------------------------------------------------
+
+  /** Whether the connection has no request in progress (it may be closed
+   * to make room for another). */
+  get idle(): boolean {
+    return this.#requests.size === 0 && !this.#closed && !this.#finishing;
+  }
+
+  /**
+   * Apply the time limits at `now` (`Date.now()`): close the connection if
+   * it has had no request for `idleTimeout`; drop each request that has
+   * waited `readTimeout` for its next input record (`#expire`).
+   */
+  sweep(now: number): void {
+    if (this.#closed || this.#finishing) return;
+    const core = this.#core;
+    if (this.#requests.size === 0) {
+      if (core.idleTimeout > 0 && now - this.lastActivity >= core.idleTimeout) {
+        const pending = this.#reader.pending;
+        if (pending > 0) {
+          this.#note(
+            `Closed the connection: ${pending} bytes of a record, then nothing for ${core.idleTimeout} ms (idleTimeout)`,
+          );
+        }
+        this.close();
+      }
+      return;
+    }
+    if (core.readTimeout <= 0) return;
+    for (const request of this.#requests.values()) {
+      if (
+        request.state !== "running" &&
+        now - request.lastInput >= core.readTimeout
+      ) this.#expire(request);
+      if (this.#closed) return;
+    }
+  }
+
+  /**
+   * A request whose input stopped coming: its response (if any) stops, its
+   * body is removed, and the host learns of it: the connection closes
+   * when no other request is on it, else the request ends with
+   * `END_REQUEST` (application status 1).
+   */
+  #expire(request: Request): void {
+    if (request.state === "draining") {
+      // Answered already: only the rest of its input is given up.
+      this.#forget(request);
+      return;
+    }
+    const id = request.id;
+    this.#note(
+      `Dropped request ${id}: no PARAMS or STDIN record for ${this.#core.readTimeout} ms (readTimeout)`,
+    );
+    this.#end(request, "dropped");
+    if (this.#requests.size === 0) this.close();
+    else this.send(endRequestRecord(id, 1, REQUEST_COMPLETE));
+  }
+
+  /** Close the connection at once, with a line in the log for each
+   * request cut short (`reason`). */
+  cut(reason: string): void {
+    for (const request of this.#requests.values()) {
+      if (request.state !== "draining") {
+        this.#note(`${reason} (request ${request.id})`);
+      }
+    }
+    this.close();
+  }
+
+  /** The request no longer counts against `maxRequests`. */
+  #releaseSlot(request: Request): void {
+    if (!request.holdsSlot) return;
+    request.holdsSlot = false;
+    this.#core.activeRequests--;
   }
 
   // --- Closing ------------------------------------------------------------

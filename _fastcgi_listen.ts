@@ -27,6 +27,7 @@
 import net from "node:net";
 import type { ByteStream } from "./_fastcgi_connection.ts";
 import { quote, repr, typeName } from "./_internal.ts";
+import { clearStaleSocket, socketInode } from "./_program.ts";
 
 /** A connection a listener accepted. */
 export interface AcceptedStream extends ByteStream {
@@ -118,7 +119,7 @@ export function listen(
     try {
       // After the bind: php-fpm sets listen.mode the same way.
       if (socketMode !== undefined) Deno.chmodSync(path, socketMode);
-      const inode = Deno.lstatSync(path).ino;
+      const inode = socketInode(path);
       return { listener, port: 0, hostname: null, socket: { path, inode } };
     } catch (error) {
       listener.close();
@@ -157,23 +158,6 @@ export function listen(
     hostname: addr.hostname,
     socket: null,
   };
-}
-
-/** Remove a Unix socket left by a process that is gone; refuse to remove
- * anything that is not a socket. */
-function clearStaleSocket(path: string): void {
-  let info: Deno.FileInfo;
-  try {
-    info = Deno.lstatSync(path);
-  } catch {
-    return;
-  }
-  if (!info.isSocket) {
-    throw new Deno.errors.AddrInUse(
-      `Cannot listen on ${quote(path)}: it exists and is not a socket`,
-    );
-  }
-  Deno.removeSync(path);
 }
 
 // --- Inherited sockets -------------------------------------------------

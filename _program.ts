@@ -127,6 +127,113 @@ export function parsePort(value: string): number {
   return port > 65535 ? -1 : port;
 }
 
+/** Seconds given on the command line (`0.5`) in ms, or `-1`. */
+export function parseSeconds(value: string): number {
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value)) return -1;
+  const ms = Math.round(Number(value) * 1000);
+  return Number.isSafeInteger(ms) ? ms : -1;
+}
+
+const BYTE_UNITS: Record<string, number> = {
+  "": 1,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+};
+
+/** A size given on the command line (`1048576`, `512k`, `64m`, `4g`: KiB,
+ * MiB, GiB, as nginx writes sizes), or `-1`. */
+export function parseBytes(value: string): number {
+  const match = /^([0-9]+)([kmg]?)$/i.exec(value);
+  if (match === null) return -1;
+  const bytes = Number(match[1]) * BYTE_UNITS[match[2].toLowerCase()];
+  return Number.isSafeInteger(bytes) ? bytes : -1;
+}
+
+/**
+ * What a command-line flag takes: nothing (`switch`), any text, a
+ * non-empty socket path, a port, a file mode (`0660`), seconds (kept in
+ * ms), a positive integer, or a size in bytes.
+ */
+export type FlagKind =
+  | "switch"
+  | "text"
+  | "socket"
+  | "port"
+  | "mode"
+  | "seconds"
+  | "count"
+  | "bytes";
+
+/** A command line read by `parseFlags`: the module named, if any, and the
+ * value of each flag given (`true` for a switch; ms for seconds). */
+export interface ParsedFlags {
+  spec: string | null;
+  values: Map<string, string | number | true>;
+}
+
+/** Each kind's value, or `null` when the text is not one. */
+const FLAG_VALUE: Record<
+  Exclude<FlagKind, "switch">,
+  [(value: string) => string | number | null, string]
+> = {
+  text: [(value) => value, ""],
+  socket: [(value) => value === "" ? null : value, "Not a socket path"],
+  port: [(value) => nonNegative(parsePort(value)), "Not a port"],
+  mode: [
+    (value) => /^0?[0-7]{3}$/.test(value) ? parseInt(value, 8) : null,
+    "Not a file mode",
+  ],
+  seconds: [
+    (value) => nonNegative(parseSeconds(value)),
+    "Not a number of seconds",
+  ],
+  count: [
+    (value) => /^[1-9][0-9]{0,14}$/.test(value) ? Number(value) : null,
+    "Not a positive integer",
+  ],
+  bytes: [(value) => nonNegative(parseBytes(value)), "Not a number of bytes"],
+};
+
+function nonNegative(value: number): number | null {
+  return value < 0 ? null : value;
+}
+
+/**
+ * Read a server program's command line: at most one module (a word not
+ * starting with `-`) and the `flags` given, each at most once counted
+ * (the last wins).
+ *
+ * @param args The arguments.
+ * @param flags Each flag (`--port`) and what it takes.
+ * @returns What was given, or the complaint about it (a sentence).
+ */
+export function parseFlags(
+  args: readonly string[],
+  flags: Readonly<Record<string, FlagKind>>,
+): ParsedFlags | string {
+  const parsed: ParsedFlags = { spec: null, values: new Map() };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const kind = Object.hasOwn(flags, arg) ? flags[arg] : undefined;
+    if (kind === undefined) {
+      if (parsed.spec !== null || arg.startsWith("-")) {
+        return `Unexpected argument ${quote(arg)}`;
+      }
+      parsed.spec = arg;
+    } else if (kind === "switch") parsed.values.set(arg, true);
+    else {
+      if (i + 1 >= args.length) return `Missing a value after ${arg}`;
+      const text = args[++i];
+      const [read, complaint] = FLAG_VALUE[kind];
+      const value = read(text);
+      if (value === null) return `${complaint}: ${quote(text)}`;
+      parsed.values.set(arg, value);
+    }
+  }
+  return parsed;
+}
+
 /**
  * Call `stop` on the first SIGINT or SIGTERM (a graceful shutdown); a
  * second signal exits at once, without waiting for responses still

@@ -24,7 +24,13 @@
  * hand one over (`mod_fcgid`, lighttpd's `bin-path`, `spawn-fcgi`: file
  * descriptor 0; systemd socket activation: file descriptor 3, with
  * `LISTEN_PID` and `LISTEN_FDS`), else 127.0.0.1 port 9000. SIGTERM (or
- * SIGINT) lets the requests in progress finish, then exits 0.
+ * SIGINT) lets the requests in progress finish (for up to
+ * `--graceful-timeout`, 30 s), then exits 0. Flags set the limits, in
+ * seconds and bytes: `--idle-timeout 60`, `--read-timeout 60`,
+ * `--max-connections 1024`, `--max-requests 1024`,
+ * `--max-requests-per-connection 64`, `--max-body-size 1g`,
+ * `--spool-threshold 1m`, `--max-params-size 256k`, `--memory-budget 64m`,
+ * `--disk-budget 4g` (the defaults; `--help` lists them).
  *
  * @example Serving an application
  * ```ts ignore
@@ -77,14 +83,17 @@ import type {
 import { BaseCGIHandler, type OutputStream } from "./handlers.ts";
 import { concat, processStderr } from "./_io.ts";
 import {
+  BodyBudget,
   checkCount,
   checkSize,
   DEFAULT_MAX_BODY_SIZE,
   DEFAULT_SPOOL_THRESHOLD,
 } from "./_body.ts";
 import {
+  type FlagKind,
   loadApplication,
-  parsePort,
+  parseFlags,
+  removeOwnSocket,
   runProgram,
   serveUntilStopped,
 } from "./_program.ts";
@@ -119,9 +128,24 @@ import {
   typeName,
 } from "./_internal.ts";
 
+const MIB = 1024 * 1024;
 const DEFAULT_MAX_CONNECTIONS = 1024;
 const DEFAULT_MAX_REQUESTS = 1024;
+const DEFAULT_MAX_REQUESTS_PER_CONNECTION = 64;
 const DEFAULT_MAX_PARAMS_SIZE = 256 * 1024;
+const DEFAULT_MEMORY_BUDGET = 64 * MIB;
+const DEFAULT_DISK_BUDGET = 4096 * MIB;
+/** Defaults of the time limits, in ms. */
+const DEFAULT_IDLE_TIMEOUT = 60_000;
+const DEFAULT_READ_TIMEOUT = 60_000;
+const DEFAULT_GRACEFUL_TIMEOUT = 30_000;
+/** The time limits are checked this often at most, and at least four
+ * times per the shortest of them (so a timeout is late by a quarter of it
+ * at most). */
+const SWEEP_MAX_MS = 1000;
+const SWEEP_MIN_MS = 5;
+/** The longest `setTimeout` delay. */
+const MAX_TIMER_DELAY = 2 ** 31 - 1;
 
 /**
  * Where a `FastCGIHandler` sends the response: the request's `STDOUT`
@@ -545,20 +569,80 @@ export interface FastCGIServerOptions {
    */
   tempDir?: string;
   /**
-   * The most host connections open at once (`FCGI_MAX_CONNS`); further
-   * connections wait in the listen queue.
+   * The most host connections open at once (`FCGI_MAX_CONNS`). A
+   * connection accepted beyond it takes the place of the connection idle
+   * the longest (one without a request in progress), or, when none is
+   * idle, is closed at once: a web server then fails over at once instead
+   * of waiting in the listen queue.
    *
    * @default {1024}
    */
   maxConnections?: number;
   /**
    * The most requests in progress at once over all connections
-   * (`FCGI_MAX_REQS`); further ones are answered `END_REQUEST` with
-   * `FCGI_OVERLOADED`.
+   * (`FCGI_MAX_REQS`); further ones are refused: a
+   * `503 Service Unavailable` response, then `END_REQUEST` with
+   * `FCGI_OVERLOADED` (the protocol's answer, which hosts do not pass on:
+   * alone, nginx makes it a 502).
    *
    * @default {1024}
    */
   maxRequests?: number;
+  /**
+   * The most requests in progress at once on one connection (a host
+   * multiplexing requests); further ones are refused as past
+   * `maxRequests` (503, `FCGI_OVERLOADED`), so that no connection can take
+   * every request slot.
+   * 1 announces `FCGI_MPXS_CONNS=0`.
+   *
+   * @default {64}
+   */
+  maxRequestsPerConnection?: number;
+  /**
+   * Bytes of request bodies (and of requests' parameters) held in memory
+   * at once, over all requests in progress. A body that would take more
+   * goes to a temporary file, even under `spoolThreshold`; parameters
+   * that would take more (they cannot go to a file) are answered
+   * `503 Service Unavailable`. `Infinity` for no limit.
+   *
+   * @default {67108864} 64 MiB.
+   */
+  memoryBudget?: number;
+  /**
+   * Bytes of request bodies held in temporary files at once, over all
+   * requests in progress. A request whose body would take more is
+   * answered `503 Service Unavailable`, without calling the application,
+   * and its file removed. `Infinity` for no limit.
+   *
+   * @default {4294967296} 4 GiB.
+   */
+  diskBudget?: number;
+  /**
+   * Milliseconds a connection without a request in progress stays open
+   * (a web server's kept connection, or one that never sends a whole
+   * record); then it is closed. 0 or `Infinity` for no limit.
+   *
+   * @default {60000}
+   */
+  idleTimeout?: number;
+  /**
+   * Milliseconds a request whose input is not complete waits for its next
+   * `PARAMS` or `STDIN` record (a record dripped slower than that counts
+   * as none); then the request is dropped, its body file removed, and the
+   * connection closed (or, when other requests share it, the request
+   * ended with `END_REQUEST`). 0 or `Infinity` for no limit.
+   *
+   * @default {60000}
+   */
+  readTimeout?: number;
+  /**
+   * Milliseconds `shutdown()` waits for the requests in progress; then
+   * their connections are closed (their results closed, a line logged for
+   * each) and it settles. `Infinity` to wait for as long as they take.
+   *
+   * @default {30000}
+   */
+  gracefulTimeout?: number;
   /**
    * The most bytes of `PARAMS` (the CGI variables, request headers
    * included) one request may carry; more is answered
@@ -615,20 +699,33 @@ export interface FastCGIServerOptions {
  *
  * Hosts may keep connections open for further requests (`KEEP_CONN`) and
  * may interleave requests on one connection: the server announces
- * `FCGI_MPXS_CONNS=1`, `FCGI_MAX_CONNS` and `FCGI_MAX_REQS` (the
- * `maxConnections` and `maxRequests` it enforces) to `GET_VALUES`. Records
- * that break the protocol (a wrong version, a malformed or truncated
- * record, garbage) close that connection, with a line in the log; a
- * request the gateway refuses (parameters over `maxParamsSize`, a body over
- * `maxBodySize` or longer or shorter than its `CONTENT_LENGTH`) is answered
- * with a 4xx status without calling the application. The server goes on
- * serving either way.
+ * `FCGI_MPXS_CONNS` (1 unless `maxRequestsPerConnection` is 1),
+ * `FCGI_MAX_CONNS` and `FCGI_MAX_REQS` (the `maxConnections` and
+ * `maxRequests` it enforces) to `GET_VALUES`. Records that break the
+ * protocol (a wrong version, a malformed or truncated record, garbage)
+ * close that connection, with a line in the log; a request the gateway
+ * refuses (parameters over `maxParamsSize`, a body over `maxBodySize` or
+ * longer or shorter than its `CONTENT_LENGTH`, a `CONTENT_LENGTH` that is
+ * no length) is answered with a 4xx status without calling the
+ * application. A `CONTENT_LENGTH` with spaces around its digits is passed
+ * on without them, as `makeServer` does; a parameter whose name cannot be
+ * a CGI variable's (a control character, a space or `=` in it) is dropped,
+ * with a line in the log. The server goes on serving either way.
+ *
+ * Time, memory and trust limits keep one host, or one peer that is no
+ * web server, from taking the gateway: connections idle for `idleTimeout`
+ * are closed, requests whose input stops for `readTimeout` dropped, and a
+ * connection past `maxConnections` takes the place of the idlest one;
+ * each connection holds at most `maxRequestsPerConnection` requests; the
+ * request bodies and parameters held in memory, and the bodies spooled to
+ * disk, stay within `memoryBudget` and `diskBudget` (past them, a 503).
+ * One timer per server applies the time limits.
  *
  * A host that closes a connection aborts its requests (as FastCGI has
  * it): results are closed, nothing more is sent. `shutdown()` stops
- * accepting, closes idle connections, and lets requests in progress finish.
- * Each request is logged through `logRequest` and `logMessage` (to
- * stderr), unless `quiet`.
+ * accepting, closes idle connections, and lets requests in progress finish
+ * for up to `gracefulTimeout`. Each request is logged through `logRequest`
+ * and `logMessage` (to stderr), unless `quiet`.
  *
  * @example Usage
  * ```ts ignore
@@ -665,8 +762,21 @@ export class FastCGIServer {
   readonly maxConnections: number;
   /** The most requests in progress at once. */
   readonly maxRequests: number;
+  /** The most requests in progress at once on one connection. */
+  readonly maxRequestsPerConnection: number;
   /** The most bytes of parameters a request may carry. */
   readonly maxParamsSize: number;
+  /** Bytes of bodies and parameters held in memory over all requests, at
+   * most. */
+  readonly memoryBudget: number;
+  /** Bytes of bodies held in temporary files over all requests, at most. */
+  readonly diskBudget: number;
+  /** Ms a connection without requests stays open; 0 for no limit. */
+  readonly idleTimeout: number;
+  /** Ms a request may wait for its next input record; 0 for no limit. */
+  readonly readTimeout: number;
+  /** Ms `shutdown()` waits for requests in progress. */
+  readonly gracefulTimeout: number;
 
   #application: Application;
   #listener: StreamListener;
@@ -678,9 +788,13 @@ export class FastCGIServer {
   #shutdown: Promise<void> | null = null;
   #stopServing!: () => void;
   #stopped: Promise<void>;
-  #slotFreed: (() => void) | null = null;
   #accepted = 0;
   #socket: { path: string; inode: number | null } | null;
+  #budget: BodyBudget;
+  /** The one timer that applies the time limits, while connections are
+   * open; checks every `#sweepEvery` ms. */
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #sweepEvery: number;
 
   /**
    * Bind to `address` and listen.
@@ -746,6 +860,47 @@ export class FastCGIServer {
       "maxRequests",
       DEFAULT_MAX_REQUESTS,
     );
+    this.maxRequestsPerConnection = checkCount(
+      options.maxRequestsPerConnection,
+      "maxRequestsPerConnection",
+      DEFAULT_MAX_REQUESTS_PER_CONNECTION,
+    );
+    this.memoryBudget = checkSize(
+      options.memoryBudget,
+      "memoryBudget",
+      DEFAULT_MEMORY_BUDGET,
+    );
+    this.diskBudget = checkSize(
+      options.diskBudget,
+      "diskBudget",
+      DEFAULT_DISK_BUDGET,
+    );
+    // Infinity, as 0, is no limit: kept as 0, the one test on the way.
+    const timeout = (value: number) => value === Infinity ? 0 : value;
+    this.idleTimeout = timeout(checkSize(
+      options.idleTimeout,
+      "idleTimeout",
+      DEFAULT_IDLE_TIMEOUT,
+    ));
+    this.readTimeout = timeout(checkSize(
+      options.readTimeout,
+      "readTimeout",
+      DEFAULT_READ_TIMEOUT,
+    ));
+    this.gracefulTimeout = checkSize(
+      options.gracefulTimeout,
+      "gracefulTimeout",
+      DEFAULT_GRACEFUL_TIMEOUT,
+    );
+    const shortest = Math.min(
+      this.idleTimeout || Infinity,
+      this.readTimeout || Infinity,
+    );
+    this.#sweepEvery = Math.max(
+      SWEEP_MIN_MS,
+      Math.min(SWEEP_MAX_MS, Math.floor(shortest / 4)),
+    );
+    this.#budget = new BodyBudget(this.memoryBudget, this.diskBudget);
     this.#application = app;
     const fromEnvironment = options.allowedClients === undefined;
     const clients = options.allowedClients ?? webServerAddrs();
@@ -773,13 +928,17 @@ export class FastCGIServer {
         spoolThreshold: this.spoolThreshold,
         maxBodySize: this.maxBodySize,
         tempDir,
+        budget: this.#budget,
       },
       maxRequests: this.maxRequests,
+      maxRequestsPerConnection: this.maxRequestsPerConnection,
       maxParamsSize: this.maxParamsSize,
+      idleTimeout: this.idleTimeout,
+      readTimeout: this.readTimeout,
       values: encodePairs([
         ["FCGI_MAX_CONNS", String(this.maxConnections)],
         ["FCGI_MAX_REQS", String(this.maxRequests)],
-        ["FCGI_MPXS_CONNS", "1"],
+        ["FCGI_MPXS_CONNS", this.maxRequestsPerConnection > 1 ? "1" : "0"],
       ]),
       activeRequests: 0,
       closing: false,
@@ -797,9 +956,7 @@ export class FastCGIServer {
       },
       onClosed: (connection) => {
         this.#connections.delete(connection);
-        const freed = this.#slotFreed;
-        this.#slotFreed = null;
-        freed?.();
+        if (this.#connections.size === 0) this.#stopSweeping();
       },
     };
   }
@@ -836,7 +993,8 @@ export class FastCGIServer {
     return this.#connections.size;
   }
 
-  /** Host connections accepted since the server started. */
+  /** Host connections served since the server started (not those closed
+   * at once past `maxConnections`). */
   get acceptedConnections(): number {
     return this.#accepted;
   }
@@ -844,6 +1002,18 @@ export class FastCGIServer {
   /** Requests in progress now. */
   get activeRequests(): number {
     return this.#core.activeRequests;
+  }
+
+  /** Bytes of request bodies and parameters held in memory now (counted
+   * against `memoryBudget`). */
+  get memoryUsed(): number {
+    return this.#budget.memory;
+  }
+
+  /** Bytes of request bodies held in temporary files now (counted
+   * against `diskBudget`). */
+  get diskUsed(): number {
+    return this.#budget.disk;
   }
 
   /**
@@ -864,13 +1034,6 @@ export class FastCGIServer {
   async #acceptLoop(): Promise<void> {
     const core = this.#core;
     while (!core.closing) {
-      if (this.#connections.size >= this.maxConnections) {
-        await new Promise<void>((resolve) => {
-          this.#slotFreed = resolve;
-          this.#stopped.then(resolve);
-        });
-        continue;
-      }
       let conn: AcceptedStream;
       try {
         conn = await this.#listener.accept();
@@ -904,22 +1067,74 @@ export class FastCGIServer {
     }
   }
 
-  /** Serve a host connection. */
+  /** Serve a host connection, if there is room for it. */
   #open(stream: ByteStream, peer: string): void {
+    if (this.#connections.size >= this.maxConnections && !this.#evictIdle()) {
+      try {
+        stream.close();
+      } catch {
+        // Gone already.
+      }
+      this.#log(
+        `Refused the connection: ${this.maxConnections} connections are open, each with a request in progress (maxConnections)`,
+        peer,
+      );
+      return;
+    }
     this.#accepted++;
     const connection = new Connection(this.#core, stream, peer);
     this.#connections.add(connection);
+    this.#startSweeping();
     connection.serve().catch((error) => {
       this.#log(`Cannot serve: ${describe(error)}`, connection.peer);
       connection.close();
     });
   }
 
+  /** Close the connection idle the longest, to make room for a new one;
+   * `false` when every connection has a request in progress. */
+  #evictIdle(): boolean {
+    let oldest: Connection | null = null;
+    for (const connection of this.#connections) {
+      if (
+        connection.idle &&
+        (oldest === null || connection.lastActivity < oldest.lastActivity)
+      ) oldest = connection;
+    }
+    if (oldest === null) return false;
+    this.#log(
+      `Closed the connection to make room for a new one: ${this.maxConnections} connections are open (maxConnections), this one idle the longest`,
+      oldest.peer,
+    );
+    oldest.close();
+    return true;
+  }
+
+  /** Start the timer of the time limits, if they apply and it is not
+   * running. */
+  #startSweeping(): void {
+    if (this.#sweeper !== undefined) return;
+    if (this.idleTimeout === 0 && this.readTimeout === 0) return;
+    this.#sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const connection of this.#connections) connection.sweep(now);
+    }, this.#sweepEvery);
+    // Open connections keep the process alive; the timer need not.
+    Deno.unrefTimer(this.#sweeper);
+  }
+
+  #stopSweeping(): void {
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+  }
+
   /**
    * Stop accepting connections: idle ones are closed, requests in progress
    * finish (then their connections close), `serveForever()` returns, and
-   * the promise settles once the last connection is closed. Calling it
-   * again returns the same promise.
+   * the promise settles once the last connection is closed, or
+   * `gracefulTimeout` ms after the call: then the connections still open
+   * are closed, cutting their requests short (their results closed, a
+   * line logged for each). Calling it again returns the same promise.
    *
    * @returns A promise that settles when the server has stopped.
    */
@@ -932,29 +1147,32 @@ export class FastCGIServer {
     } catch {
       // Already closed.
     }
-    this.#removeSocket();
+    const socket = this.#socket;
+    if (socket !== null) removeOwnSocket(socket.path, socket.inode);
     this.#stopServing();
     for (const connection of this.#connections) connection.finish();
+    const limit = this.gracefulTimeout;
+    let deadline: ReturnType<typeof setTimeout> | undefined;
+    if (limit <= MAX_TIMER_DELAY) {
+      deadline = setTimeout(() => {
+        const reason =
+          `Request cut short at shutdown: still running after ${limit} ms (gracefulTimeout)`;
+        for (const connection of [...this.#connections]) {
+          connection.cut(reason);
+        }
+      }, limit);
+    }
     return this.#shutdown = (async () => {
-      await this.#serving;
-      while (this.#connections.size > 0) {
-        await Promise.all([...this.#connections].map((c) => c.done));
+      try {
+        await this.#serving;
+        while (this.#connections.size > 0) {
+          await Promise.all([...this.#connections].map((c) => c.done));
+        }
+      } finally {
+        clearTimeout(deadline);
+        this.#stopSweeping();
       }
     })();
-  }
-
-  /** Remove the Unix socket file, if it is still the one bound here (a
-   * new gateway may have taken the path meanwhile). */
-  #removeSocket(): void {
-    const socket = this.#socket;
-    if (socket === null) return;
-    try {
-      if (Deno.lstatSync(socket.path).ino === socket.inode) {
-        Deno.removeSync(socket.path);
-      }
-    } catch {
-      // Gone already (Deno removes it when the listener closes).
-    }
   }
 
   /**
@@ -1064,7 +1282,47 @@ export function makeFastCGIServer(
 }
 
 const USAGE =
-  "Usage: deno run -A fastcgi.ts module[:name] [--host H] [--port P | --socket PATH [--socket-mode 0660]] [--quiet]";
+  "Usage: deno run -A fastcgi.ts module[:name] [--host H] [--port P | --socket PATH [--socket-mode 0660]] [--quiet]\n" +
+  "  [--graceful-timeout S] [--idle-timeout S] [--read-timeout S]\n" +
+  "  [--max-connections N] [--max-requests N] [--max-requests-per-connection N]\n" +
+  "  [--max-body-size BYTES] [--spool-threshold BYTES] [--max-params-size BYTES]\n" +
+  "  [--memory-budget BYTES] [--disk-budget BYTES]\n" +
+  "(S: seconds, 0 for no limit on idle and read; BYTES: a number, or with k, m or g)";
+
+/** The program's flags, and what each takes. */
+const FLAGS: Readonly<Record<string, FlagKind>> = {
+  "--host": "text",
+  "--port": "port",
+  "--socket": "socket",
+  "--socket-mode": "mode",
+  "--quiet": "switch",
+  "--graceful-timeout": "seconds",
+  "--idle-timeout": "seconds",
+  "--read-timeout": "seconds",
+  "--max-connections": "count",
+  "--max-requests": "count",
+  "--max-requests-per-connection": "count",
+  "--max-body-size": "bytes",
+  "--spool-threshold": "bytes",
+  "--max-params-size": "bytes",
+  "--memory-budget": "bytes",
+  "--disk-budget": "bytes",
+};
+
+/** The option each limit flag sets. */
+const LIMIT_FLAGS: Readonly<Record<string, keyof FastCGIServerOptions>> = {
+  "--graceful-timeout": "gracefulTimeout",
+  "--idle-timeout": "idleTimeout",
+  "--read-timeout": "readTimeout",
+  "--max-connections": "maxConnections",
+  "--max-requests": "maxRequests",
+  "--max-requests-per-connection": "maxRequestsPerConnection",
+  "--max-body-size": "maxBodySize",
+  "--spool-threshold": "spoolThreshold",
+  "--max-params-size": "maxParamsSize",
+  "--memory-budget": "memoryBudget",
+  "--disk-budget": "diskBudget",
+};
 
 /**
  * Where the program listens without an address on its command line: the
@@ -1077,51 +1335,49 @@ function inheritedAddress(): FastCGIAddress {
 }
 
 async function main(args: string[]): Promise<number> {
-  let hostname: string | null = null;
-  let port: number | null = null;
-  let path: string | null = null;
-  let socketMode: number | undefined;
-  let quiet = false;
-  let spec: string | null = null;
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--host" && i + 1 < args.length) hostname = args[++i];
-    else if (arg === "--port" && i + 1 < args.length) {
-      const value = args[++i];
-      port = parsePort(value);
-      if (port < 0) {
-        console.error(`Not a port: ${quote(value)}\n${USAGE}`);
-        return 2;
-      }
-    } else if (arg === "--socket" && i + 1 < args.length) path = args[++i];
-    else if (arg === "--socket-mode" && i + 1 < args.length) {
-      const value = args[++i];
-      if (!/^0?[0-7]{3}$/.test(value)) {
-        console.error(`Not a file mode: ${quote(value)}\n${USAGE}`);
-        return 2;
-      }
-      socketMode = parseInt(value, 8);
-    } else if (arg === "--quiet") quiet = true;
-    else if (arg === "--help" || arg === "-h") {
-      console.log(USAGE);
-      return 0;
-    } else if (spec === null && !arg.startsWith("--")) spec = arg;
-    else {
-      console.error(`Unexpected argument ${quote(arg)}\n${USAGE}`);
-      return 2;
-    }
+  if (args.includes("--help") || args.includes("-h")) {
+    console.log(USAGE);
+    return 0;
   }
+  const parsed = parseFlags(args, FLAGS);
+  if (typeof parsed === "string") {
+    console.error(`${parsed}\n${USAGE}`);
+    return 2;
+  }
+  const { spec, values } = parsed;
   if (spec === null) {
     console.error(`No application module given\n${USAGE}`);
     return 2;
   }
-  if (socketMode !== undefined && path === null) {
+  const hostname = values.get("--host") as string | undefined;
+  const port = values.get("--port") as number | undefined;
+  const path = values.get("--socket") as string | undefined;
+  const socketMode = values.get("--socket-mode") as number | undefined;
+  if (socketMode !== undefined && path === undefined) {
     console.error(`--socket-mode goes with --socket\n${USAGE}`);
     return 2;
   }
-  const address: FastCGIAddress = path !== null
+  if (path !== undefined && (hostname !== undefined || port !== undefined)) {
+    console.error(
+      `Give --socket or ${
+        port !== undefined ? "--port" : "--host"
+      }, not both\n${USAGE}`,
+    );
+    return 2;
+  }
+  const options: FastCGIServerOptions = {
+    quiet: values.has("--quiet"),
+    socketMode,
+  };
+  for (const [flag, option] of Object.entries(LIMIT_FLAGS)) {
+    const value = values.get(flag);
+    if (value !== undefined) {
+      (options as Record<string, unknown>)[option] = value;
+    }
+  }
+  const address: FastCGIAddress = path !== undefined
     ? { path }
-    : hostname !== null || port !== null
+    : hostname !== undefined || port !== undefined
     ? { hostname: hostname ?? "127.0.0.1", port: port ?? 9000 }
     : inheritedAddress();
   let app: Application;
@@ -1133,7 +1389,7 @@ async function main(args: string[]): Promise<number> {
   }
   let server: FastCGIServer;
   try {
-    server = makeFastCGIServer(address, app, { quiet, socketMode });
+    server = makeFastCGIServer(address, app, options);
   } catch (error) {
     console.error((error as Error).message);
     return 1;

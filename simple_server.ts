@@ -71,8 +71,9 @@ import { Headers } from "./headers.ts";
 import { BytesInput, concat, processStderr } from "./_io.ts";
 import {
   clearStaleSocket,
+  type FlagKind,
   loadApplication,
-  parsePort,
+  parseFlags,
   removeOwnSocket,
   runProgram,
   serveUntilStopped,
@@ -2146,15 +2147,16 @@ const USAGE = "Usage: deno run -A simple_server.ts [module[:name]] " +
   "[--host H] [--port P | --socket PATH] [--cert FILE --key FILE] " +
   "[--quiet] [--graceful-timeout S]";
 
-/** The flags that take a value. */
-const VALUED_FLAGS: ReadonlySet<string> = new Set([
-  "--host",
-  "--port",
-  "--socket",
-  "--cert",
-  "--key",
-  "--graceful-timeout",
-]);
+/** The program's flags, and what each takes. */
+const FLAGS: Readonly<Record<string, FlagKind>> = {
+  "--host": "text",
+  "--port": "port",
+  "--socket": "socket",
+  "--cert": "text",
+  "--key": "text",
+  "--quiet": "switch",
+  "--graceful-timeout": "seconds",
+};
 
 /** The command line, parsed. */
 interface ProgramOptions {
@@ -2168,65 +2170,21 @@ interface ProgramOptions {
   gracefulTimeout: number | undefined;
 }
 
-/** Seconds given on the command line (`0.5`) in ms, or `-1`. */
-function parseSeconds(value: string): number {
-  if (!/^[0-9]+(\.[0-9]+)?$/.test(value)) return -1;
-  const ms = Math.round(Number(value) * 1000);
-  return Number.isSafeInteger(ms) ? ms : -1;
-}
-
 /** Parse the command line; a string is the complaint about it. */
 function parseArgs(args: string[]): ProgramOptions | string {
+  const parsed = parseFlags(args, FLAGS);
+  if (typeof parsed === "string") return parsed;
+  const { spec, values } = parsed;
   const options: ProgramOptions = {
-    spec: null,
-    host: null,
-    port: null,
-    path: null,
-    certFile: null,
-    keyFile: null,
-    quiet: false,
-    gracefulTimeout: undefined,
+    spec,
+    host: (values.get("--host") as string | undefined) ?? null,
+    port: (values.get("--port") as number | undefined) ?? null,
+    path: (values.get("--socket") as string | undefined) ?? null,
+    certFile: (values.get("--cert") as string | undefined) ?? null,
+    keyFile: (values.get("--key") as string | undefined) ?? null,
+    quiet: values.has("--quiet"),
+    gracefulTimeout: values.get("--graceful-timeout") as number | undefined,
   };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (arg === "--quiet") {
-      options.quiet = true;
-      continue;
-    }
-    if (!VALUED_FLAGS.has(arg)) {
-      if (options.spec !== null || arg.startsWith("-")) {
-        return `Unexpected argument ${quote(arg)}`;
-      }
-      options.spec = arg;
-      continue;
-    }
-    if (i + 1 >= args.length) return `Missing a value after ${arg}`;
-    const value = args[++i];
-    switch (arg) {
-      case "--host":
-        options.host = value;
-        break;
-      case "--port":
-        options.port = parsePort(value);
-        if (options.port < 0) return `Not a port: ${quote(value)}`;
-        break;
-      case "--socket":
-        if (value === "") return `Not a socket path: ${quote(value)}`;
-        options.path = value;
-        break;
-      case "--cert":
-        options.certFile = value;
-        break;
-      case "--key":
-        options.keyFile = value;
-        break;
-      case "--graceful-timeout":
-        options.gracefulTimeout = parseSeconds(value);
-        if (options.gracefulTimeout < 0) {
-          return `Not a number of seconds: ${quote(value)}`;
-        }
-    }
-  }
   if (options.path !== null) {
     if (options.port !== null) return "Give --socket or --port, not both";
     if (options.host !== null) return "Give --socket or --host, not both";

@@ -4,11 +4,14 @@
  *
  * ```sh
  * deno run -A --v8-flags=--expose-gc bench/_soak_server.ts --temp-dir DIR
+ *   [--hostile [--fastcgi]]
  * ```
  *
  * One `makeServer` on 127.0.0.1, port 0, serves the routes below. Once
  * listening, it prints `listening <port>` on stdout; it stops on SIGTERM or
- * SIGINT. Every request that carries an `X-Soak-Id` header gets a record:
+ * SIGINT. With `--hostile` (for `deno task soak --hostile`) it has the
+ * time limits of `HOSTILE_LIMITS`; with `--fastcgi` too, the server is a
+ * FastCGI gateway with those limits instead, serving the same routes. Every request that carries an `X-Soak-Id` header gets a record:
  * what the application did (chunks yielded, iteration finished or returned,
  * `close()` calls), what the server logged for it (`wsgi.errors`, the
  * exception log) and its access-log line, each with its time
@@ -26,6 +29,9 @@
  *   `startResponse` (with `mode=iter`: its result throws on the first
  *   `next()`, before any header is sent).
  * - `GET /throw-after[?async=1]`: yields `partial <id>\n`, then throws.
+ * - `GET /hang`: an application that never returns.
+ * - `GET /hang-stream`: a first line, then a result that never yields
+ *   again (its `close()` calls are counted).
  * - `GET /__soak/report`: every record and the counters, as JSON.
  * - `GET /__soak/gc`: runs the garbage collector (with `--expose-gc`),
  *   answers `Deno.memoryUsage()` as JSON.
@@ -38,6 +44,7 @@ import {
   WSGIRequestHandler,
   type WSGIServer,
 } from "../simple_server.ts";
+import { type FastCGIServer, makeFastCGIServer } from "../fastcgi.ts";
 import type {
   Application,
   Environ,
@@ -55,6 +62,22 @@ export const SLOW_LINES = 10;
 export const SLOW_PAUSE_MS = 50;
 /** Request bodies over this size are answered 413. */
 export const MAX_BODY_SIZE = 16 * 1024 * 1024;
+
+/**
+ * The limits of the servers under `deno task soak --hostile`: the
+ * defaults, but for shorter time limits (so that the run takes minutes)
+ * and a smaller disk budget (so that the attack on it writes 256 MiB, not
+ * 4 GiB).
+ */
+export const HOSTILE_LIMITS = {
+  /** FastCGI `idleTimeout` and `readTimeout`, ms. */
+  idleTimeout: 3000,
+  readTimeout: 3000,
+  /** FastCGI `diskBudget`. */
+  diskBudget: 256 * 1024 * 1024,
+  /** `makeServer`'s `requestTimeout`, ms. */
+  requestTimeout: 5000,
+} as const;
 
 const ENCODER = new TextEncoder();
 const HELLO = ENCODER.encode("Hello world!");
@@ -133,7 +156,15 @@ function watchStalls(): ReturnType<typeof setInterval> {
     }
   }, 5);
 }
+/** The gateway's log lines about its limits, by their text before the
+ * first colon (numbers as `N`). */
+const limitLogs: Record<string, number> = {};
 const counters = {
+  /** `/hang` and `/hang-stream` requests, and the `close()` calls of the
+   * latter's results. */
+  hangs: 0,
+  hangStreams: 0,
+  hangStreamCloses: 0,
   /** Requests without an id (wrk, control routes) logged by the access log. */
   anonymous: 0,
   /** Anonymous requests that logged something else than the access log. */
@@ -366,6 +397,25 @@ export const app: Application = (environ, startResponse) => {
     case "/throw-after":
       startResponse("200 OK", [["Content-Type", "text/plain"]]);
       return throwAfter(rec, id, async);
+    case "/hang":
+      counters.hangs++;
+      return new Promise<ResponseBody>(() => {});
+    case "/hang-stream": {
+      counters.hangStreams++;
+      startResponse("200 OK", [["Content-Type", "text/plain"]]);
+      let first = true;
+      const never: AsyncIterableIterator<Uint8Array> = {
+        [Symbol.asyncIterator]: () => never,
+        next: () => {
+          if (!first) return new Promise(() => {});
+          first = false;
+          return Promise.resolve({ done: false, value: HELLO });
+        },
+      };
+      return Object.assign(never, {
+        close: () => void counters.hangStreamCloses++,
+      });
+    }
     case "/__soak/report": {
       // With clear=1, records of requests that are over (logged, and their
       // generator finished) are dropped once reported: the server's memory
@@ -382,7 +432,9 @@ export const app: Application = (environ, startResponse) => {
       }
       startResponse("200 OK", [["Content-Type", "application/json"]]);
       return [
-        ENCODER.encode(JSON.stringify({ counters, records: reported, stalls })),
+        ENCODER.encode(
+          JSON.stringify({ counters, records: reported, stalls, limitLogs }),
+        ),
       ];
     }
     case "/__soak/gc": {
@@ -452,22 +504,120 @@ export class SoakRequestHandler extends WSGIRequestHandler {
   }
 }
 
-/** The soak's server on 127.0.0.1, port 0, serving. */
-export function startSoakServer(tempDir?: string): WSGIServer {
+/** The soak's server on 127.0.0.1, port 0, serving; with the hostile
+ * mode's time limit when `hostile`. */
+export function startSoakServer(tempDir?: string, hostile = false): WSGIServer {
   const server = makeServer("127.0.0.1", 0, app, {
     handlerClass: SoakRequestHandler,
     tempDir,
     maxBodySize: MAX_BODY_SIZE,
+    requestTimeout: hostile ? HOSTILE_LIMITS.requestTimeout : 0,
   });
   server.serveForever();
   Deno.unrefTimer(watchStalls());
   return server;
 }
 
+/** The hostile soak's FastCGI gateway on 127.0.0.1, port 0, serving the
+ * same application with `HOSTILE_LIMITS`; its log goes to stderr but for
+ * the lines its limits write, which are counted. */
+export function startSoakGateway(tempDir?: string): FastCGIServer {
+  const server = makeFastCGIServer({ hostname: "127.0.0.1", port: 0 }, app, {
+    tempDir,
+    quiet: true,
+    maxBodySize: MAX_BODY_SIZE,
+    idleTimeout: HOSTILE_LIMITS.idleTimeout,
+    readTimeout: HOSTILE_LIMITS.readTimeout,
+    diskBudget: HOSTILE_LIMITS.diskBudget,
+  });
+  server.logMessage = (message) => {
+    if (!/^(Refused|Dropped|Closed) /.test(message)) {
+      Deno.stderr.writeSync(STDERR.encode(`${message}\n`));
+      return;
+    }
+    const kind = message.split(":")[0].replace(/\d+/g, "N");
+    limitLogs[kind] = (limitLogs[kind] ?? 0) + 1;
+  };
+  server.serveForever();
+  Deno.unrefTimer(watchStalls());
+  return server;
+}
+
+/** The soak server in a process of its own, as `bench/soak.ts` runs it. */
+export interface SpawnedServer {
+  pid: number;
+  port: number;
+  /** What it wrote to stderr so far. */
+  stderr: string[];
+  /** SIGTERM it, and wait for its end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Start this module as a program (with `--expose-gc`) with `args`, and
+ * wait for its `listening <port>` line.
+ *
+ * @param args Its command line (`--temp-dir DIR`, `--hostile`, ...).
+ * @returns The running server.
+ */
+export async function spawnSoakServer(args: string[]): Promise<SpawnedServer> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--v8-flags=--expose-gc",
+      new URL(import.meta.url).pathname,
+      ...args,
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr: string[] = [];
+  (async () => {
+    for await (
+      const text of child.stderr.pipeThrough(new TextDecoderStream())
+    ) {
+      stderr.push(text);
+    }
+  })();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let out = "";
+  for (let i = 0; i < 100 && !/listening (\d+)\n/.test(out); i++) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    out += value;
+  }
+  const match = /listening (\d+)\n/.exec(out);
+  if (match === null) {
+    throw new Error(`The soak server did not start: ${out}${stderr.join("")}`);
+  }
+  (async () => {
+    while (!(await reader.read()).done) { /* discard */ }
+  })();
+  return {
+    pid: child.pid,
+    port: Number(match[1]),
+    stderr,
+    stop: async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Gone.
+      }
+      await child.status;
+    },
+  };
+}
+
 if (import.meta.main) {
   const args = Deno.args;
   const at = args.indexOf("--temp-dir");
-  const server = startSoakServer(at >= 0 ? args[at + 1] : undefined);
+  const tempDir = at >= 0 ? args[at + 1] : undefined;
+  const hostile = args.includes("--hostile");
+  const server = hostile && args.includes("--fastcgi")
+    ? startSoakGateway(tempDir)
+    : startSoakServer(tempDir, hostile);
   const stopped = Promise.withResolvers<void>();
   const stop = () => stopped.resolve();
   Deno.addSignalListener("SIGTERM", stop);

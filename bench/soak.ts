@@ -6,7 +6,13 @@
  * deno task soak [--duration 30] [--requests 3000] [--concurrency 24]
  *   [--connections 16] [--wrk-threads 1] [--warmup 5] [--rounds 3]
  *   [--rss-limit 16] [--show 5] [--seed N] [--timeout-ms 0] [--in-process 0]
+ * deno task soak --hostile [--only NAME]
  * ```
+ *
+ * With `--hostile`, it runs the attacks of `bench/_soak_hostile.ts`
+ * instead (idle and slow connections, request slots, memory and disk
+ * taken by unfinished requests, applications that never return) against
+ * `makeServer` and the FastCGI gateway, while ordinary traffic goes on.
  *
  * The server (`bench/_soak_server.ts`) runs in a process of its own, with a
  * temporary directory of its own for spooled request bodies. While `wrk`
@@ -75,9 +81,9 @@ import {
   SLOW_LINES,
   slowLine,
   type SoakRecord,
+  spawnSoakServer,
 } from "./_soak_server.ts";
 
-const SERVER = new URL("./_soak_server.ts", import.meta.url).pathname;
 const WRK_PATHS = ["/usr/bin/wrk", "/usr/local/bin/wrk"];
 const MIB = 1024 * 1024;
 /** The most V8 heap + external memory may grow over the whole run, after
@@ -1507,55 +1513,8 @@ async function startInProcess(tempDir: string): Promise<Server> {
   };
 }
 
-async function startServer(tempDir: string): Promise<Server> {
-  const process = new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "--v8-flags=--expose-gc",
-      SERVER,
-      "--temp-dir",
-      tempDir,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const stderr: string[] = [];
-  (async () => {
-    for await (
-      const text of process.stderr.pipeThrough(new TextDecoderStream())
-    ) {
-      stderr.push(text);
-    }
-  })();
-  const reader = process.stdout.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let out = "";
-  for (let i = 0; i < 100 && !/listening (\d+)\n/.test(out); i++) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    out += value;
-  }
-  const match = /listening (\d+)\n/.exec(out);
-  if (match === null) {
-    throw new Error(`The soak server did not start: ${out}${stderr.join("")}`);
-  }
-  (async () => {
-    while (!(await reader.read()).done) { /* discard */ }
-  })();
-  return {
-    pid: process.pid,
-    port: Number(match[1]),
-    stderr,
-    stop: async () => {
-      try {
-        process.kill("SIGTERM");
-      } catch {
-        // Gone.
-      }
-      await process.status;
-    },
-  };
+function startServer(tempDir: string): Promise<Server> {
+  return spawnSoakServer(["--temp-dir", tempDir]);
 }
 
 async function fdCount(pid: number): Promise<number> {
@@ -2093,5 +2052,10 @@ async function main(): Promise<number> {
 }
 
 if (import.meta.main) {
+  const hostile = Deno.args.indexOf("--hostile");
+  if (hostile >= 0) {
+    const { hostileMain } = await import("./_soak_hostile.ts");
+    Deno.exit(await hostileMain(Deno.args.toSpliced(hostile, 1)));
+  }
   Deno.exit(await main());
 }

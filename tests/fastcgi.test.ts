@@ -38,6 +38,7 @@ import {
   FCGI,
   FcgiClient,
   type FcgiRecord,
+  type FcgiResponse,
   FILTER,
   getParams,
   join,
@@ -837,7 +838,28 @@ Deno.test("makeFastCGIServer() answers GET_VALUES, unknown management types and 
   }, { quiet: true, maxConnections: 7, maxRequests: 9 });
 });
 
-Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async (t) => {
+/**
+ * Check a request refused at `BEGIN_REQUEST`: `END_REQUEST` with
+ * `FCGI_OVERLOADED` (FastCGI 1.0 §5.5), after a 503 response that hosts
+ * pass on (they do not pass that status on).
+ */
+function assertOverloaded(answer: FcgiResponse): void {
+  assert.deepEqual(answer.records.map((r) => r.type), [
+    FCGI.STDOUT,
+    FCGI.STDOUT,
+    FCGI.END_REQUEST,
+  ]);
+  assert.equal(answer.protocolStatus, OVERLOADED);
+  assert.equal(answer.appStatus, 0);
+  assert.equal(
+    decoder.decode(answer.stdout),
+    "Status: 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+      "Content-Length: 66\r\n\r\n" +
+      "The server is too busy to take this request now; try again later.\n",
+  );
+}
+
+Deno.test("makeFastCGIServer() answers a 503 and OVERLOADED over maxRequests", async (t) => {
   await withGateway(t, async (gateway) => {
     const client = await gateway.connect();
     try {
@@ -847,9 +869,7 @@ Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async (t) =
       await client.send(
         requestRecords(getParams("/two"), { id: 2, keepConn: true }),
       );
-      const second = await client.response(2);
-      assert.equal(second.protocolStatus, OVERLOADED);
-      assert.equal(second.records.length, 1);
+      assertOverloaded(await client.response(2));
       await client.send(record(FCGI.ABORT_REQUEST, 1));
       await client.response(1);
       const third = await client.request(getParams("/three"), {
@@ -864,31 +884,83 @@ Deno.test("makeFastCGIServer() answers OVERLOADED over maxRequests", async (t) =
   }, { quiet: true, maxRequests: 1 });
 });
 
-Deno.test("makeFastCGIServer() keeps connections over maxConnections in the listen queue", async (t) => {
-  await withGateway(t, async (gateway) => {
-    const first = await gateway.connect();
-    await first.request(getParams("/first"), { keepConn: true });
-    const second = await gateway.connect();
+Deno.test("makeFastCGIServer() makes room past maxConnections: the idlest connection goes, else the new one", async (t) => {
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  await withGateway(t, async (gateway, t) => {
+    const server = gateway.server;
+    const open: FcgiClient[] = [];
+    const connect = async (count: number) => {
+      const client = await gateway.connect();
+      open.push(client);
+      await waitFor(() => server.acceptedConnections === count, "accepted");
+      // Apart in time: which one has been idle the longest is clear.
+      await pause(20);
+      return client;
+    };
     try {
-      await second.send(requestRecords(getParams("/second")));
-      const waiting = second.response();
-      const early = await Promise.race([
-        waiting.then(() => "answered"),
-        new Promise((resolve) => setTimeout(() => resolve("waiting"), 200)),
-      ]);
-      assert.equal(early, "waiting");
-      assert.equal(gateway.server.openConnections, 1);
-      first.close();
-      const response = await waiting;
-      assert.equal(
-        decoder.decode(parseCgi(response.stdout).body),
-        "Hello /second\n",
+      const first = await connect(1);
+      const second = await connect(2);
+      await t.step("at maxConnections: both open", () => {
+        assert.equal(server.openConnections, 2);
+      });
+      await t.step(
+        "one over, all idle: the idlest closed, the new one served",
+        async () => {
+          const third = await connect(3);
+          const response = await third.request(getParams("/third"), {
+            keepConn: true,
+          });
+          assert.equal(
+            decoder.decode(parseCgi(response.stdout).body),
+            "Hello /third\n",
+          );
+          assert.deepEqual(await first.untilClosed(1000), []);
+          assert.equal(server.openConnections, 2);
+          assert.ok(
+            gateway.log.some((line) =>
+              /Closed the connection to make room for a new one: 2 connections are open \(maxConnections\)/
+                .test(line)
+            ),
+            gateway.log.join("\n"),
+          );
+          third.close();
+          await waitFor(() => server.openConnections === 1, "third closed");
+        },
+      );
+      await t.step(
+        "one over, none idle: the new one closed at once",
+        async () => {
+          await second.send(
+            requestRecords(getParams("/hang"), { id: 1, keepConn: true }),
+          );
+          assert.equal((await second.nextView())!.type, FCGI.STDOUT);
+          const busy = await connect(4);
+          await busy.send(
+            requestRecords(getParams("/hang"), { id: 1, keepConn: true }),
+          );
+          assert.equal((await busy.nextView())!.type, FCGI.STDOUT);
+          const refused = await gateway.connect();
+          open.push(refused);
+          await refused.send(requestRecords(getParams("/refused"))).catch(
+            () => {},
+          );
+          assert.deepEqual(await refused.untilClosed(1000), []);
+          assert.ok(
+            gateway.log.some((line) =>
+              /Refused the connection: 2 connections are open, each with a request in progress \(maxConnections\)/
+                .test(line)
+            ),
+            gateway.log.join("\n"),
+          );
+          assert.equal(gateway.stats.started["/refused"], undefined);
+          assert.equal(server.openConnections, 2);
+        },
       );
     } finally {
-      first.close();
-      second.close();
+      for (const client of open) client.close();
     }
-  }, { quiet: true, maxConnections: 1, transports: ["tcp"] });
+    await waitFor(() => gateway.stats.closes["/hang"] === 2, "close()");
+  }, { quiet: true, maxConnections: 2 });
 });
 
 // --- Streaming, aborts, disconnects ---------------------------------------
@@ -1524,6 +1596,38 @@ Deno.test("makeFastCGIServer() refuses bad arguments", () => {
       RangeError,
       "Cannot create the server: maxBodySize must be a non-negative integer or Infinity, not -1",
     ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { idleTimeout: -1 }],
+      RangeError,
+      "Cannot create the server: idleTimeout must be a non-negative integer or Infinity, not -1",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { readTimeout: "60" }],
+      TypeError,
+      'Cannot create the server: readTimeout must be a number, not string "60"',
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { gracefulTimeout: 1.5 }],
+      RangeError,
+      "Cannot create the server: gracefulTimeout must be a non-negative integer or Infinity, not 1.5",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, {
+        maxRequestsPerConnection: 0,
+      }],
+      RangeError,
+      "Cannot create the server: maxRequestsPerConnection must be a positive integer, not 0",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { memoryBudget: NaN }],
+      RangeError,
+      "Cannot create the server: memoryBudget must be a non-negative integer or Infinity, not NaN",
+    ],
+    [
+      [{ hostname: "127.0.0.1", port: 0 }, app, { diskBudget: -1 }],
+      RangeError,
+      "Cannot create the server: diskBudget must be a non-negative integer or Infinity, not -1",
+    ],
   ];
   for (const [args, type, message] of cases) {
     assert.throws(
@@ -1798,4 +1902,582 @@ Deno.test("FastCGIHandler.abort() stops the iteration and closes the result once
   release();
   await running;
   assert.equal(closed, 1);
+});
+
+// --- Time, memory and trust limits ----------------------------------------
+
+/** The body of a response's CGI output, as text. */
+function bodyOf(response: { stdout: Uint8Array }): string {
+  return decoder.decode(parseCgi(response.stdout).body);
+}
+
+/** Resolve after `ms`. */
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Whether the gateway has closed `client`'s connection within `ms`. */
+async function closedWithin(client: FcgiClient, ms: number): Promise<boolean> {
+  try {
+    await client.untilClosed(ms);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test("makeFastCGIServer() closes a connection without a request after idleTimeout", async (t) => {
+  await withGateway(t, async (gateway, t) => {
+    const silent = await gateway.connect();
+    const partial = await gateway.connect();
+    const served = await gateway.connect();
+    try {
+      // Three bytes of a record header, then nothing.
+      await partial.send(beginRequest(1).subarray(0, 3));
+      const response = await served.request(getParams("/kept"), {
+        keepConn: true,
+      });
+      assert.equal(response.protocolStatus, REQUEST_COMPLETE);
+      await t.step("under idleTimeout: open", async () => {
+        await pause(150);
+        assert.equal(gateway.server.openConnections, 3);
+      });
+      await t.step("past it: closed, the partial record logged", async () => {
+        for (const client of [silent, partial, served]) {
+          assert.ok(await closedWithin(client, 3000), "still open");
+        }
+        assert.equal(gateway.server.openConnections, 0);
+        assert.equal(
+          gateway.log.filter((line) =>
+            /Closed the connection: 3 bytes of a record, then nothing for 400 ms \(idleTimeout\)$/
+              .test(line)
+          ).length,
+          1,
+          gateway.log.join("\n"),
+        );
+      });
+    } finally {
+      silent.close();
+      partial.close();
+      served.close();
+    }
+    await t.step("a record dripped byte by byte does not keep it", async () => {
+      const client = await gateway.connect();
+      try {
+        const bytes = beginRequest(1, { keepConn: true });
+        let closed = false;
+        for (let i = 0; i < bytes.length && !closed; i++) {
+          await client.send(bytes.subarray(i, i + 1)).catch(() => {
+            closed = true;
+          });
+          await pause(60);
+        }
+        assert.ok(await closedWithin(client, 3000), "still open");
+      } finally {
+        client.close();
+      }
+    });
+    await t.step(
+      "a request in progress longer than idleTimeout: kept",
+      async () => {
+        const client = await gateway.connect();
+        try {
+          const response = await client.request(getParams("/pid?ms=900"), {
+            keepConn: true,
+          });
+          assert.equal(parseCgi(response.stdout).status, "200 OK");
+        } finally {
+          client.close();
+        }
+      },
+    );
+  }, { quiet: true, idleTimeout: 400, readTimeout: 0 });
+});
+
+Deno.test("makeFastCGIServer() drops a request whose PARAMS or STDIN stop coming for readTimeout", async (t) => {
+  await withGateway(t, async (gateway, t) => {
+    const dropped = () =>
+      gateway.log.filter((line) =>
+        /Dropped request \d+: no PARAMS or STDIN record for 300 ms \(readTimeout\)$/
+          .test(line)
+      ).length;
+    await t.step("PARAMS stop: the connection closed", async () => {
+      const client = await gateway.connect();
+      try {
+        const params = stream(FCGI.PARAMS, 1, encodePairs(getParams("/p")));
+        await client.send(join(beginRequest(1, { keepConn: true }), params));
+        const partial = requestRecords(getParams("/p"), { id: 2 });
+        await client.send(partial.subarray(0, 40));
+        assert.ok(await closedWithin(client, 3000), "still open");
+        assert.equal(dropped(), 2);
+        assert.equal(gateway.server.activeRequests, 0);
+      } finally {
+        client.close();
+      }
+    });
+    await t.step("STDIN stops: its spool file removed, no app", async () => {
+      const client = await gateway.connect();
+      try {
+        await client.send(join(
+          beginRequest(1),
+          stream(FCGI.PARAMS, 1, encodePairs(post("/echo", "5000"))),
+          record(FCGI.STDIN, 1, new Uint8Array(3000)),
+        ));
+        await waitFor(() => fdsUnder(gateway.tempDir) === 1, "a spool file");
+        assert.ok(await closedWithin(client, 3000), "still open");
+        assert.equal(fdsUnder(gateway.tempDir), 0);
+        assert.equal(gateway.server.diskUsed, 0);
+        assert.equal(gateway.stats.started["/echo"], undefined);
+      } finally {
+        client.close();
+      }
+    });
+    await t.step("a request dripped a byte at a time: dropped", async () => {
+      const client = await gateway.connect();
+      try {
+        const bytes = requestRecords(getParams("/drip"));
+        let closed = false;
+        for (let i = 0; i < bytes.length && !closed; i++) {
+          await client.send(bytes.subarray(i, i + 1)).catch(() => {
+            closed = true;
+          });
+          await pause(20);
+          if (i > 60) closed ||= gateway.server.activeRequests === 0;
+        }
+        assert.ok(await closedWithin(client, 3000), "still open");
+        assert.equal(gateway.stats.started["/drip"], undefined);
+      } finally {
+        client.close();
+      }
+    });
+    await t.step("records closer than readTimeout: served", async () => {
+      const client = await gateway.connect();
+      try {
+        const body = new Uint8Array(400).fill(7);
+        await client.send(join(
+          beginRequest(1),
+          stream(FCGI.PARAMS, 1, encodePairs(post("/echo", "400"))),
+        ));
+        for (let at = 0; at < body.length; at += 100) {
+          await pause(150);
+          await client.send(record(FCGI.STDIN, 1, body.subarray(at, at + 100)));
+        }
+        await pause(150);
+        await client.send(record(FCGI.STDIN, 1));
+        const response = await client.response(1);
+        assert.deepEqual(
+          JSON.parse(bodyOf(response)),
+          { length: 400, adler32: adler32(body) },
+        );
+      } finally {
+        client.close();
+      }
+    });
+    await t.step(
+      "beside a request in progress: END_REQUEST for it alone",
+      async () => {
+        const client = await gateway.connect();
+        try {
+          await client.send(join(
+            requestRecords(getParams("/pid?ms=800"), { id: 1, keepConn: true }),
+            beginRequest(2, { keepConn: true }),
+          ));
+          const stalled = await client.response(2);
+          assert.deepEqual(stalled.records.map((r) => r.type), [
+            FCGI.END_REQUEST,
+          ]);
+          assert.equal(stalled.appStatus, 1);
+          const running = await client.response(1);
+          assert.equal(parseCgi(running.stdout).status, "200 OK");
+          assert.equal(running.appStatus, 0);
+        } finally {
+          client.close();
+        }
+      },
+    );
+  }, { quiet: true, readTimeout: 300, idleTimeout: 0, spoolThreshold: 1000 });
+});
+
+Deno.test("makeFastCGIServer() frees a maxRequests slot once a refused request is answered, its input still coming", async (t) => {
+  await withGateway(t, async (gateway) => {
+    const refused = await gateway.connect();
+    const other = await gateway.connect();
+    try {
+      await refused.send(join(
+        beginRequest(1, { keepConn: true }),
+        stream(FCGI.PARAMS, 1, encodePairs(post("/echo", "5000"))),
+        record(FCGI.STDIN, 1, new Uint8Array(100)),
+      ));
+      const answer = await refused.response(1);
+      assert.equal(
+        parseCgi(answer.stdout).status,
+        "413 Request Entity Too Large",
+      );
+      assert.equal(gateway.server.activeRequests, 0);
+      const served = await other.request(getParams("/other"));
+      assert.equal(bodyOf(served), "Hello /other\n");
+      // The rest of its input is still read and thrown away.
+      await refused.send(join(
+        record(FCGI.STDIN, 1, new Uint8Array(4900)),
+        record(FCGI.STDIN, 1),
+      ));
+      const next = await refused.request(getParams("/next"), {
+        id: 2,
+        keepConn: true,
+      });
+      assert.equal(bodyOf(next), "Hello /next\n");
+    } finally {
+      refused.close();
+      other.close();
+    }
+  }, { quiet: true, maxRequests: 1, maxBodySize: 1000 });
+});
+
+Deno.test("makeFastCGIServer() refuses requests past maxRequestsPerConnection with OVERLOADED", async (t) => {
+  await withGateway(t, async (gateway, t) => {
+    const greedy = await gateway.connect();
+    const other = await gateway.connect();
+    try {
+      // Three requests whose parameters never end.
+      for (const id of [1, 2, 3]) {
+        await greedy.send(join(
+          beginRequest(id, { keepConn: true }),
+          record(FCGI.PARAMS, id, encodePairs(getParams(`/r${id}`))),
+        ));
+      }
+      await waitFor(() => gateway.server.activeRequests === 3, "3 requests");
+      await t.step("one over: OVERLOADED, logged once", async () => {
+        for (const id of [4, 5]) {
+          await greedy.send(beginRequest(id, { keepConn: true }));
+          assertOverloaded(await greedy.response(id));
+        }
+        assert.equal(
+          gateway.log.filter((line) =>
+            /Refused request 4 with OVERLOADED: the connection has 3 requests in progress \(maxRequestsPerConnection\)/
+              .test(line)
+          ).length,
+          1,
+        );
+        assert.equal(gateway.log.length, 1, gateway.log.join("\n"));
+      });
+      await t.step("another connection: served", async () => {
+        const response = await other.request(getParams("/other"), {
+          keepConn: true,
+        });
+        assert.equal(bodyOf(response), "Hello /other\n");
+      });
+      await t.step("one finished: room for the next", async () => {
+        await greedy.send(join(
+          record(FCGI.PARAMS, 1),
+          record(FCGI.STDIN, 1),
+        ));
+        assert.equal((await greedy.response(1)).protocolStatus, 0);
+        const next = await greedy.request(getParams("/next"), {
+          id: 6,
+          keepConn: true,
+        });
+        assert.equal(bodyOf(next), "Hello /next\n");
+      });
+    } finally {
+      greedy.close();
+      other.close();
+    }
+  }, { quiet: true, maxRequestsPerConnection: 3, maxRequests: 10 });
+});
+
+Deno.test("makeFastCGIServer() announces FCGI_MPXS_CONNS=0 for maxRequestsPerConnection 1", async (t) => {
+  await withGateway(t, async (gateway) => {
+    const client = await gateway.connect();
+    try {
+      await client.send(record(
+        FCGI.GET_VALUES,
+        0,
+        encodePairs({ FCGI_MPXS_CONNS: "", FCGI_MAX_REQS: "" }),
+      ));
+      assert.deepEqual(decodePairs((await client.next())!.content), [
+        ["FCGI_MPXS_CONNS", "0"],
+        ["FCGI_MAX_REQS", "1024"],
+      ]);
+    } finally {
+      client.close();
+    }
+  }, { quiet: true, maxRequestsPerConnection: 1 });
+});
+
+Deno.test("makeFastCGIServer() holds bodies within memoryBudget, spools past it, refuses past diskBudget", async (t) => {
+  const KIB = 1024;
+  await withGateway(t, async (gateway, t) => {
+    const server = gateway.server;
+    const client = await gateway.connect();
+    const body = new Uint8Array(40 * KIB).map((_, i) => i % 251);
+    /** A request whose body is all sent, but for its end. */
+    const unfinished = (id: number) =>
+      client.send(join(
+        beginRequest(id, { keepConn: true }),
+        stream(
+          FCGI.PARAMS,
+          id,
+          encodePairs(post("/echo", String(body.length))),
+        ),
+        record(FCGI.STDIN, id, body.subarray(0, 32 * KIB)),
+        record(FCGI.STDIN, id, body.subarray(32 * KIB)),
+      ));
+    try {
+      await t.step("under memoryBudget: in memory", async () => {
+        await unfinished(1);
+        await waitFor(() => server.memoryUsed >= 40 * KIB, "40 KiB held");
+        assert.ok(server.memoryUsed <= 64 * KIB, `${server.memoryUsed}`);
+        assert.equal(server.diskUsed, 0);
+        assert.equal(fdsUnder(gateway.tempDir), 0);
+      });
+      await t.step("past it: spooled, under spoolThreshold", async () => {
+        await unfinished(2);
+        await unfinished(3);
+        await unfinished(4);
+        await waitFor(() => server.diskUsed === 120 * KIB, "120 KiB spooled");
+        assert.equal(fdsUnder(gateway.tempDir), 3);
+        assert.ok(server.memoryUsed <= 64 * KIB, `${server.memoryUsed}`);
+      });
+      await t.step(
+        "past diskBudget: 503, the file removed, no app",
+        async () => {
+          await unfinished(5);
+          const refused = await client.response(5);
+          assert.equal(
+            decoder.decode(refused.stdout),
+            "Status: 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n" +
+              "Content-Length: 66\r\n\r\n" +
+              "The server is too busy to take this request now; try again later.\n",
+          );
+          assert.equal(refused.protocolStatus, REQUEST_COMPLETE);
+          assert.equal(server.diskUsed, 120 * KIB);
+          assert.equal(fdsUnder(gateway.tempDir), 3);
+          assert.equal(gateway.stats.started["/echo"], undefined);
+          assert.ok(
+            gateway.log.some((line) =>
+              / Refused request 5 with 503: its body would take the bytes spooled for requests past 131072 \(diskBudget\)$/
+                .test(line)
+            ),
+            gateway.log.join("\n"),
+          );
+        },
+      );
+      await t.step("finished: each body whole", async () => {
+        for (const id of [1, 4]) {
+          await client.send(record(FCGI.STDIN, id));
+          const response = await client.response(id);
+          assert.deepEqual(
+            JSON.parse(bodyOf(response)),
+            { length: body.length, adler32: adler32(body) },
+          );
+        }
+        assert.equal(server.diskUsed, 80 * KIB);
+        assert.equal(fdsUnder(gateway.tempDir), 2);
+      });
+      await t.step("the connection gone: nothing held", async () => {
+        client.close();
+        await waitFor(() => server.openConnections === 0, "closed");
+        assert.deepEqual([server.memoryUsed, server.diskUsed], [0, 0]);
+        assert.equal(fdsUnder(gateway.tempDir), 0);
+      });
+    } finally {
+      client.close();
+    }
+  }, {
+    quiet: true,
+    spoolThreshold: 1024 * KIB,
+    memoryBudget: 64 * KIB,
+    diskBudget: 128 * KIB,
+  });
+});
+
+Deno.test("makeFastCGIServer() counts PARAMS against memoryBudget: 503 past it", async (t) => {
+  await withGateway(t, async (gateway, t) => {
+    const server = gateway.server;
+    const client = await gateway.connect();
+    const pad = "x".repeat(6000);
+    try {
+      for (const id of [1, 2]) {
+        await client.send(join(
+          beginRequest(id, { keepConn: true }),
+          record(
+            FCGI.PARAMS,
+            id,
+            encodePairs(getParams("/", { HTTP_X_PAD: pad })),
+          ),
+        ));
+      }
+      await waitFor(() => server.memoryUsed > 12000, "12 kB held");
+      await t.step("past it: 503 before the parameters end", async () => {
+        await client.send(join(
+          beginRequest(3, { keepConn: true }),
+          record(
+            FCGI.PARAMS,
+            3,
+            encodePairs(getParams("/", { HTTP_X_PAD: pad })),
+          ),
+        ));
+        const refused = await client.response(3);
+        assert.equal(
+          parseCgi(refused.stdout).status,
+          "503 Service Unavailable",
+        );
+        assert.ok(server.memoryUsed <= 16 * 1024, `${server.memoryUsed}`);
+      });
+      await t.step("the requests gone: nothing held", async () => {
+        for (const id of [1, 2]) {
+          await client.send(record(FCGI.ABORT_REQUEST, id));
+          await client.response(id);
+        }
+        assert.equal(server.memoryUsed, 0);
+        const response = await client.request(getParams("/after"), {
+          id: 4,
+          keepConn: true,
+        });
+        assert.equal(bodyOf(response), "Hello /after\n");
+        assert.equal(server.memoryUsed, 0);
+      });
+    } finally {
+      client.close();
+    }
+  }, { quiet: true, memoryBudget: 16 * 1024 });
+});
+
+/** Answers the CGI variables' names, `CONTENT_LENGTH` and `HTTP_X_TEST`. */
+const namesApp: Application = (environ, startResponse) => {
+  const input = environ["wsgi.input"]!;
+  input.read();
+  startResponse("200 OK", [["Content-Type", "application/json"]]);
+  return [encoder.encode(JSON.stringify({
+    names: Object.keys(environ).filter((name) => !name.startsWith("wsgi."))
+      .sort(),
+    CONTENT_LENGTH: environ.CONTENT_LENGTH,
+    HTTP_X_TEST: environ.HTTP_X_TEST,
+  }))];
+};
+
+Deno.test("makeFastCGIServer() normalises CONTENT_LENGTH as makeServer does and drops bad parameter names", async (t) => {
+  await withGateway(t, async (gateway, t) => {
+    const envOf = async (
+      params: Record<string, string>,
+      stdin?: Uint8Array,
+    ) => {
+      const client = await gateway.connect();
+      try {
+        const response = await client.request(params, { stdin });
+        return parseCgi(response.stdout);
+      } finally {
+        client.close();
+      }
+    };
+    // RFC 9110 §8.6, as makeServer applies it: one decimal value, spaces
+    // around it dropped; anything else refused (null: 400).
+    for (
+      const [declared, expected] of [
+        [" 10 ", "10"],
+        ["\t10", "10"],
+        ["010", "10"],
+        ["10, 10", "10"],
+        ["1 0", null],
+        ["10, 11", null],
+        ["+10", null],
+        ["0x0a", null],
+      ] as const
+    ) {
+      await t.step(
+        `CONTENT_LENGTH ${JSON.stringify(declared)}: ${expected ?? 400}`,
+        async () => {
+          const cgi = await envOf(
+            {
+              ...getParams("/env"),
+              REQUEST_METHOD: "POST",
+              CONTENT_LENGTH: declared,
+            },
+            new Uint8Array(10),
+          );
+          if (expected === null) {
+            assert.equal(cgi.status, "400 Bad Request");
+            return;
+          }
+          assert.equal(cgi.status, "200 OK");
+          assert.equal(
+            JSON.parse(decoder.decode(cgi.body)).CONTENT_LENGTH,
+            expected,
+          );
+        },
+      );
+    }
+    await t.step(
+      "names with CR, LF, NUL, space, = or none: dropped, logged once",
+      async () => {
+        const before = gateway.log.length;
+        const cgi = await envOf({
+          ...getParams("/env"),
+          "HTTP_X_TEST\r\nX_INJECTED": "a",
+          "HTTP_X\nB": "b",
+          "HTTP_X\0C": "c",
+          "HTTP X": "d",
+          "HTTP_X=E": "e",
+          "": "f",
+          HTTP_X_TEST: "kept",
+        });
+        assert.equal(cgi.status, "200 OK");
+        const seen = JSON.parse(decoder.decode(cgi.body));
+        assert.equal(seen.HTTP_X_TEST, "kept");
+        const names = Object.keys(seen.environ ?? {});
+        for (const name of names) assert.match(name, /^[!-<>-~]+$/);
+        const lines = gateway.log.slice(before).filter((line) =>
+          / Dropped 6 parameters of request 1 whose names cannot be CGI variable names: /
+            .test(line)
+        );
+        assert.equal(lines.length, 1, gateway.log.join("\n"));
+        for (
+          const name of [
+            "HTTP_X_TEST\\r\\nX_INJECTED",
+            "HTTP X",
+            "HTTP_X=E",
+            '""',
+          ]
+        ) {
+          assert.ok(lines[0].includes(name), lines[0]);
+        }
+      },
+    );
+  }, { quiet: true, app: namesApp });
+});
+
+Deno.test("FastCGIServer.shutdown() cuts requests still running after gracefulTimeout", async (t) => {
+  await withGateway(t, async (gateway, t) => {
+    const client = await gateway.connect();
+    const quick = await gateway.connect();
+    try {
+      await client.send(requestRecords(getParams("/hang"), { keepConn: true }));
+      assert.equal((await client.nextView())!.type, FCGI.STDOUT);
+      await quick.send(requestRecords(getParams("/pid?ms=100")));
+      await waitFor(() => gateway.stats.started["/pid"] === 1, "/pid");
+      const stopping = gateway.server.shutdown();
+      await t.step("a request done under it: answered whole", async () => {
+        const response = await quick.response();
+        assert.equal(parseCgi(response.stdout).status, "200 OK");
+      });
+      await t.step(
+        "one still running past it: cut, its result closed",
+        async () => {
+          assert.ok(await closedWithin(client, 5000), "still open");
+          await stopping;
+          assert.equal(gateway.stats.closes["/hang"], 1);
+          assert.ok(
+            gateway.log.some((line) =>
+              / Request cut short at shutdown: still running after 400 ms \(gracefulTimeout\) \(request 1\)$/
+                .test(line)
+            ),
+            gateway.log.join("\n"),
+          );
+        },
+      );
+    } finally {
+      client.close();
+      quick.close();
+    }
+  }, { quiet: true, gracefulTimeout: 400 });
 });

@@ -6,10 +6,13 @@
 
 import assert from "node:assert/strict";
 import {
+  decodePairs,
+  encodePairs,
   FCGI,
   FcgiClient,
   getParams,
   parseCgi,
+  record,
   requestRecords,
 } from "./fixtures/fcgi_client.ts";
 import { exited } from "./fixtures/child.ts";
@@ -269,6 +272,42 @@ Deno.test("deno run -A fastcgi.ts refuses bad command lines", async (t) => {
         2,
         /^--socket-mode goes with --socket\nUsage: /,
       ],
+      [[APP, "--port"], 2, /^Missing a value after --port\nUsage: /],
+      [
+        [APP, "--socket", "/tmp/x.sock", "--port", "9000"],
+        2,
+        /^Give --socket or --port, not both\nUsage: /,
+      ],
+      [
+        [APP, "--idle-timeout", "soon"],
+        2,
+        /^Not a number of seconds: "soon"\nUsage: /,
+      ],
+      [
+        [APP, "--read-timeout", "-1"],
+        2,
+        /^Not a number of seconds: "-1"\nUsage: /,
+      ],
+      [
+        [APP, "--max-requests", "0"],
+        2,
+        /^Not a positive integer: "0"\nUsage: /,
+      ],
+      [
+        [APP, "--max-requests-per-connection", "1.5"],
+        2,
+        /^Not a positive integer: "1\.5"\nUsage: /,
+      ],
+      [
+        [APP, "--memory-budget", "64x"],
+        2,
+        /^Not a number of bytes: "64x"\nUsage: /,
+      ],
+      [
+        [APP, "--disk-budget", "-4g"],
+        2,
+        /^Not a number of bytes: "-4g"\nUsage: /,
+      ],
       [
         [`${APP}:nothing`],
         1,
@@ -315,6 +354,117 @@ Deno.test("deno run -A fastcgi.ts serves an application module that imports fast
     }
     program.child.kill("SIGTERM");
     assert.equal((await exited(program)).code, 0, program.stderr());
+  } finally {
+    try {
+      program.child.kill("SIGKILL");
+    } catch {
+      // Exited.
+    }
+    await program.status;
+  }
+});
+
+Deno.test("deno run -A fastcgi.ts applies its limit flags, and a SIGTERM stops within --graceful-timeout", async (t) => {
+  const program = start([
+    APP,
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--quiet",
+    "--max-body-size",
+    "1k",
+    "--max-requests-per-connection",
+    "1",
+    "--max-connections",
+    "3",
+    "--idle-timeout",
+    "0.3",
+    "--graceful-timeout",
+    "0.3",
+  ]);
+  const post = (length: number) => ({
+    ...getParams("/echo"),
+    REQUEST_METHOD: "POST",
+    CONTENT_LENGTH: String(length),
+  });
+  try {
+    const match = /port (\d+) \.\.\.$/.exec(await program.banner);
+    assert.ok(match, program.stderr());
+    const address = { hostname: "127.0.0.1", port: Number(match[1]) };
+    await t.step(
+      "GET_VALUES: --max-connections, one request a connection",
+      async () => {
+        const client = await FcgiClient.connect(address);
+        try {
+          await client.send(record(
+            FCGI.GET_VALUES,
+            0,
+            encodePairs({ FCGI_MAX_CONNS: "", FCGI_MPXS_CONNS: "" }),
+          ));
+          assert.deepEqual(decodePairs((await client.next())!.content), [
+            ["FCGI_MAX_CONNS", "3"],
+            ["FCGI_MPXS_CONNS", "0"],
+          ]);
+        } finally {
+          client.close();
+        }
+      },
+    );
+    await t.step(
+      "--max-body-size 1k: 1024 bytes taken, 1025 refused",
+      async () => {
+        for (
+          const [length, status] of [[1024, "200 OK"], [
+            1025,
+            "413 Request Entity Too Large",
+          ]] as const
+        ) {
+          const client = await FcgiClient.connect(address);
+          try {
+            const response = await client.request(post(length), {
+              stdin: new Uint8Array(length),
+            });
+            assert.equal(parseCgi(response.stdout).status, status);
+          } finally {
+            client.close();
+          }
+        }
+      },
+    );
+    await t.step("--idle-timeout 0.3: an idle connection closed", async () => {
+      const client = await FcgiClient.connect(address);
+      try {
+        assert.deepEqual(await client.untilClosed(5000), []);
+      } finally {
+        client.close();
+      }
+    });
+    await t.step(
+      "--graceful-timeout 0.3: a hung request cut, exit 0",
+      async () => {
+        const client = await FcgiClient.connect(address);
+        try {
+          await client.send(
+            requestRecords(getParams("/hang"), { keepConn: true }),
+          );
+          assert.equal((await client.nextView())!.type, FCGI.STDOUT);
+          program.child.kill("SIGTERM");
+          assert.deepEqual(
+            (await client.untilClosed(5000)).map((r) => r.type),
+            [],
+          );
+          const status = await exited(program);
+          assert.equal(status.code, 0, program.stderr());
+          assert.match(
+            program.stderr(),
+            /Request cut short at shutdown: still running after 300 ms \(gracefulTimeout\) \(request 1\)\n/,
+          );
+        } finally {
+          client.close();
+        }
+      },
+    );
   } finally {
     try {
       program.child.kill("SIGKILL");
