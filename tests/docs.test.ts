@@ -74,8 +74,14 @@ const NOT_RUN: [RegExp, string][] = [
   [/^npx -y deno@[\d.]+ /, "fetches Deno from npm (.ci/run's form)"],
   [/^deno task (test|check)$/, "CI runs it (.ci/run)"],
   [/^bash \.ci\/run$/, "CI itself"],
-  [/^deno task (bench|soak)(:\w+)?$/, "a benchmark: minutes of load"],
-  [/^deno run -A bench\/\w+\.ts( --[\w-]+ \d+)*$/, "a benchmark"],
+  [
+    /^deno task (bench|soak)(:\w+)?( --[\w-]+( [\w,.-]+)?)*$/,
+    "a benchmark: minutes of load",
+  ],
+  [
+    /^deno run -A bench\/\w+\.ts( --[\w-]+( [\w,.-]+)?)*( \d+)?$/,
+    "a benchmark: minutes of load",
+  ],
   [
     /^install -d -o www-data -g www-data \/var\/cache\/deno-cgi$/,
     "system directories; the host tests deploy to temporary ones",
