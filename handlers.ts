@@ -60,6 +60,7 @@ import type {
 import { Headers } from "./headers.ts";
 import { FileWrapper, guessScheme, isHopByHop } from "./util.ts";
 import { ReaderInput, toErrorStream, writeAll } from "./_io.ts";
+import { checkResult, ResultLoop, sendResult } from "./_result.ts";
 import {
   AssertionError,
   closeResult,
@@ -266,27 +267,6 @@ function originPreamble(handler: BaseHandler): string {
   return preamble;
 }
 
-/** `handler.write()` each chunk of an `AsyncIterable` result; refuse
- * anything else (the caller has tried `Symbol.iterator`). */
-async function writeAsyncResult(
-  handler: BaseHandler,
-  result: unknown,
-): Promise<void> {
-  if (
-    typeof (result as AsyncIterable<Uint8Array>)?.[Symbol.asyncIterator] !==
-      "function"
-  ) {
-    throw new TypeError(
-      `Cannot send the response: the application returned ${typeName(result)} ${
-        repr(result)
-      }, which is not iterable`,
-    );
-  }
-  for await (const data of result as AsyncIterable<Uint8Array>) {
-    handler.write(data);
-  }
-}
-
 /** Keep `limit` stack frames: the innermost ones, or the outermost if < 0. */
 function limitFrames(stack: string, limit: number | null): string {
   if (limit === null || !Number.isInteger(limit)) return stack;
@@ -384,31 +364,6 @@ function handlerArgumentError(
 const ERROR_BODY = encodeLatin1(
   "A server error occurred.  Please contact the administrator.",
 );
-
-/**
- * Refuse a string or a bare `Uint8Array` as the application's result,
- * saying what it returned and what it should: both are iterable, but would
- * hand `write()` one character or one number at a time, and wsgiref's
- * message for that blames a `write()` the application never called.
- * (Other results that are not iterable fail where they are iterated.)
- */
-function checkResult(result: ResponseBody): ResponseBody {
-  const value = result as unknown;
-  if (typeof value === "string") {
-    const shown = value.length > 40 ? value.slice(0, 40) + "..." : value;
-    throw new AssertionError(
-      `The application returned a string (${
-        quote(shown)
-      }); it must return an iterable of Uint8Array chunks, e.g. [new TextEncoder().encode(text)]`,
-    );
-  }
-  if (value instanceof Uint8Array) {
-    throw new AssertionError(
-      `The application returned a bare Uint8Array (${value.length} bytes); it must return an iterable of Uint8Array chunks, e.g. [bytes]`,
-    );
-  }
-  return result;
-}
 
 /**
  * Run a gateway-interface application and send its response, as
@@ -648,56 +603,7 @@ export class BaseHandler {
   finishResponse(): Promise<void> {
     // Synchronous while it can be: a plain iterable result of a
     // synchronous application settles without a promise hop.
-    try {
-      let sent: boolean | PromiseLike<boolean> = false;
-      if (this.resultIsFile()) sent = this.sendfile();
-      if (isThenable<boolean>(sent)) return this.#finishLater(sent, null);
-      if (!sent) {
-        const writing = this.#writeResult();
-        if (writing !== undefined) return this.#finishLater(null, writing);
-        this.finishContent();
-      }
-    } catch (error) {
-      return this.#abandon(error);
-    }
-    return this.close();
-  }
-
-  /** `finishResponse()` once an asynchronous step is under way. */
-  async #finishLater(
-    sending: PromiseLike<boolean> | null,
-    writing: Promise<void> | null,
-  ): Promise<void> {
-    try {
-      if (sending === null || !(await sending)) {
-        await (writing ?? this.#writeResult());
-        this.finishContent();
-      }
-    } catch (error) {
-      await this.#abandon(error);
-    }
-    await this.close();
-  }
-
-  /** `write()` each chunk of the result: an iterable at once; for an
-   * `AsyncIterable`, the promise of the loop. */
-  #writeResult(): Promise<void> | undefined {
-    const result = this.result as unknown;
-    if (
-      typeof (result as Iterable<Uint8Array>)?.[Symbol.iterator] === "function"
-    ) {
-      for (const data of result as Iterable<Uint8Array>) this.write(data);
-      return undefined;
-    }
-    return writeAsyncResult(this, result);
-  }
-
-  /** Close the result after an error, then throw it; not `close()` itself,
-   * which would reset the state that `handleError()` still needs
-   * (bpo-29183). */
-  async #abandon(error: unknown): Promise<never> {
-    await closeResult(this.result, this);
-    throw error;
+    return sendResult(this, new ResultLoop(this, this.result));
   }
 
   /**

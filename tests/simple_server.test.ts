@@ -1076,10 +1076,14 @@ Deno.test("ServerHandler answers the error page for an error before the headers,
       },
       /^TypeError: Cannot send the response: the application returned number 42, which is not iterable\n/m,
     ],
-    ["a chunk is a string", (_environ, startResponse) => {
-      startResponse("200 OK", []);
-      return ["text" as unknown as Uint8Array];
-    }, /^AssertionError: write\(\) argument must be a bytes instance\n/m],
+    [
+      "a chunk is a string",
+      (_environ, startResponse) => {
+        startResponse("200 OK", []);
+        return ["text" as unknown as Uint8Array];
+      },
+      /^AssertionError: The application's result yielded a string \("text"\) at index 0; each chunk must be a Uint8Array, e\.g\. new TextEncoder\(\)\.encode\(text\)\n/m,
+    ],
     ["a generator throws before its first chunk", (_environ, startResponse) => {
       startResponse("200 OK", []);
       return (function* () {
@@ -2684,8 +2688,8 @@ Deno.test("ServerHandler.run() leaves a Response in response", async () => {
 
 Deno.test("ServerHandler closes a refused result once, whatever its close() does", async (t) => {
   const CLOSES: [string, () => unknown, RegExp][] = [
-    ["returns", () => {}, /write\(\) argument must be a bytes instance/],
-    ["resolves", async () => await null, /write\(\) argument must be/],
+    ["returns", () => {}, /result yielded a string \("not bytes"\) at index 0/],
+    ["resolves", async () => await null, /result yielded a string/],
     ["throws", () => {
       throw new Error("close failed");
     }, /Error: close failed/],
