@@ -43,6 +43,7 @@ import {
   GET_VALUES_RESULT,
   HEADER_SIZE,
   KEEP_CONN,
+  latin1Text,
   OVERLOADED,
   PARAMS,
   paramsToEnviron,
@@ -284,8 +285,9 @@ class Request {
   readonly output: RequestOutput;
   readonly errors: RequestErrors;
   state: RequestState = "params";
-  /** `params`: the `PARAMS` content so far (copies). */
-  params: Uint8Array[] = [];
+  /** `params`: the `PARAMS` content so far, as latin-1 text (no bytes
+   * kept: the read buffer is reused). */
+  params: string[] = [];
   paramsLength = 0;
   /** From `body` on: the CGI variables (`null` if they never came). */
   environ: Record<string, string> | null = null;
@@ -673,15 +675,17 @@ export class Connection {
       );
       return;
     }
-    request.params.push(content.slice());
+    request.params.push(latin1Text(content));
     request.paramsLength = length;
   }
 
   /** `params` → `body`, or `refusing`. */
   #paramsDone(request: Request): void {
-    const bytes = concat(request.params, request.paramsLength);
+    const params = request.params;
     request.params = [];
-    const environ = paramsToEnviron(bytes);
+    const environ = paramsToEnviron(
+      params.length === 1 ? params[0] : params.join(""),
+    );
     if (environ === null) {
       this.#note(
         `Cannot take request ${request.id}: its name-value pairs are malformed`,

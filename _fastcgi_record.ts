@@ -26,7 +26,7 @@
  * @module
  */
 
-import { decodeLatin1, quote } from "./_internal.ts";
+import { decodeLatin1, isAscii, quote } from "./_internal.ts";
 
 // Record types, roles, flags and statuses of the FastCGI 1.0 specification.
 /** The only version of the protocol. */
@@ -147,6 +147,41 @@ export function encodePairs(pairs: [string, string][]): Uint8Array {
   return Uint8Array.from(parts);
 }
 
+// Created on first use, with the BOM kept: a leading EF BB BF is not ASCII,
+// and must reach the check below rather than vanish.
+let utf8: TextDecoder | undefined;
+
+/**
+ * Bytes as a latin-1 string, one char per byte. Parameters are ASCII as a
+ * rule, which the UTF-8 decoder turns into the same string natively; any
+ * other byte makes a char above `\x7F` (never ASCII) in its output, and the
+ * bytes are decoded one by one instead. (`TextDecoder("latin1")` is
+ * windows-1252, which maps `\x80`–`\x9F` elsewhere.)
+ *
+ * @param bytes The bytes, not kept.
+ * @returns The string.
+ */
+export function latin1Text(bytes: Uint8Array): string {
+  utf8 ??= new TextDecoder("utf-8", { ignoreBOM: true });
+  const text = utf8.decode(bytes);
+  return isAscii(text) ? text : decodeLatin1(bytes);
+}
+
+/** The length of a pair at `at` of `text` (a char a byte): 1 byte, or 4
+ * with the high bit set. The next position is left in `lengthEnd`. */
+let lengthEnd = 0;
+function textLength(text: string, at: number): number {
+  const first = text.charCodeAt(at);
+  if (first < 0x80) {
+    lengthEnd = at + 1;
+    return first;
+  }
+  if (at + 4 > text.length) return -1;
+  lengthEnd = at + 4;
+  return (first & 0x7f) * 0x1000000 + (text.charCodeAt(at + 1) << 16 |
+    text.charCodeAt(at + 2) << 8 | text.charCodeAt(at + 3));
+}
+
 /**
  * The request's parameters as an environ; `null` when malformed. Names and
  * values become latin-1 strings, one char per byte, as PEP 3333 wants
@@ -154,26 +189,41 @@ export function encodePairs(pairs: [string, string][]): Uint8Array {
  * along with the other request headers, are left out: their values are
  * `CONTENT_TYPE` and `CONTENT_LENGTH` (the first fills a missing
  * `CONTENT_TYPE`).
+ *
+ * @param params The `PARAMS` content: bytes, or already as `latin1Text()`.
+ * @returns The environ, or `null`.
  */
 export function paramsToEnviron(
-  bytes: Uint8Array,
+  params: Uint8Array | string,
 ): Record<string, string> | null {
+  // One string for the whole block, cut by index: each name and value is a
+  // slice of it, with no bytes copied or decoded apart.
+  const text = typeof params === "string" ? params : latin1Text(params);
   const environ: Record<string, string> = {};
+  const end = text.length;
   let headerType: string | undefined;
-  const ok = decodePairs(bytes, (nameBytes, valueBytes) => {
-    const name = decodeLatin1(nameBytes);
-    const value = decodeLatin1(valueBytes);
+  for (let at = 0; at < end;) {
+    const nameLength = textLength(text, at);
+    if (!(nameLength >= 0) || lengthEnd >= end) return null;
+    const valueLength = textLength(text, lengthEnd);
+    if (!(valueLength >= 0)) return null;
+    const start = lengthEnd;
+    const stop = start + nameLength + valueLength;
+    if (stop > end) return null;
+    const name = text.slice(start, start + nameLength);
+    const value = text.slice(start + nameLength, stop);
+    at = stop;
     if (name === "HTTP_CONTENT_TYPE") headerType = value;
     // An own "__proto__" key would become the prototype when the handler
     // copies the environ.
     else if (name !== "HTTP_CONTENT_LENGTH" && name !== "__proto__") {
       environ[name] = value;
     }
-  });
+  }
   if (headerType !== undefined && !("CONTENT_TYPE" in environ)) {
     environ.CONTENT_TYPE = headerType;
   }
-  return ok ? environ : null;
+  return environ;
 }
 
 // --- Writing records ---------------------------------------------------

@@ -14,6 +14,7 @@ import {
   END_REQUEST,
   endRequestRecord,
   frame,
+  latin1Text,
   MAX_CONTENT,
   PARAMS,
   paramsToEnviron,
@@ -212,7 +213,15 @@ Deno.test("paramsToEnviron() makes latin-1 strings and folds nginx's HTTP_CONTEN
       {},
     ],
     ["__proto__ is dropped", bytes(9, 1, "__proto__", "x"), {}],
+    [
+      "4-byte lengths",
+      bytes(0x80, 0, 0, 1, 0x80, 0, 0, 200, "A", "v".repeat(200)),
+      { A: "v".repeat(200) },
+    ],
     ["a malformed pair: null", bytes(3, 3, "ab"), null],
+    ["a name length alone: null", bytes(3), null],
+    ["a 4-byte length cut short: null", bytes(1, 0x80, 0, 0), null],
+    ["a good pair, then a bad one: null", bytes(1, 1, "ab", 5, 0), null],
   ];
   for (const [name, data, expected] of cases) {
     await t.step(name, () => {
@@ -225,6 +234,25 @@ Deno.test("paramsToEnviron() makes latin-1 strings and folds nginx's HTTP_CONTEN
         assert.equal(Object.getPrototypeOf(environ), Object.prototype);
       }
     });
+  }
+});
+
+Deno.test("latin1Text() turns each byte into the char of its code, as latin-1 does", async (t) => {
+  // The definition of latin-1 (ISO 8859-1): byte n is U+00nn.
+  const latin1 = (data: Uint8Array) =>
+    Array.from(data, (b) => String.fromCharCode(b)).join("");
+  const cases: [string, Uint8Array][] = [
+    ["ASCII", ascii("REQUEST_METHOD GET /a?b=c")],
+    ["empty", new Uint8Array(0)],
+    ["UTF-8 text stays bytes", bytes("/caf", 0xc3, 0xa9)],
+    ["C1 controls (windows-1252 maps them elsewhere)", bytes(0x80, 0x9f, 0x8d)],
+    ["a leading UTF-8 BOM is kept", bytes(0xef, 0xbb, 0xbf, "x")],
+    ["invalid UTF-8", bytes("a", 0xff, 0xfe, "b", 0xc3)],
+    ["every byte", Uint8Array.from({ length: 256 }, (_, i) => i)],
+    ["long ASCII", ascii("x".repeat(300))],
+  ];
+  for (const [name, data] of cases) {
+    await t.step(name, () => assert.equal(latin1Text(data), latin1(data)));
   }
 });
 
