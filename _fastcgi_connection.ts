@@ -24,7 +24,7 @@
  */
 
 import type { Application, ErrorStream, InputStream } from "./types.ts";
-import { BytesInput, concat, processStderr } from "./_io.ts";
+import { BytesInput, processStderr } from "./_io.ts";
 import {
   bodyErrorApp,
   type BodyLimits,
@@ -39,9 +39,11 @@ import {
   encodePairs,
   endRequestRecord,
   frame,
+  frameBuffer,
   GET_VALUES,
   GET_VALUES_RESULT,
   HEADER_SIZE,
+  joinFrames,
   KEEP_CONN,
   latin1Text,
   OVERLOADED,
@@ -482,10 +484,7 @@ export class Connection {
       count++;
     }
     if (count === 1) return queue.shift()!;
-    const pieces = queue.splice(0, count);
-    const joined = concat(pieces, total);
-    for (const piece of pieces) releaseFrame(piece);
-    return joined;
+    return joinFrames(queue.splice(0, count), total);
   }
 
   #wake(): void {
@@ -895,7 +894,7 @@ export class Connection {
       case "complete": {
         // The end of STDOUT (and of STDERR if used), then END_REQUEST.
         const tail = request.errors.used ? 2 * HEADER_SIZE : HEADER_SIZE;
-        const out = new Uint8Array(tail + HEADER_SIZE + 8);
+        const out = frameBuffer(tail + HEADER_SIZE + 8);
         putHeader(out, 0, STDOUT, id, 0, 0);
         if (request.errors.used) putHeader(out, HEADER_SIZE, STDERR, id, 0, 0);
         putEndRequest(out, tail, id, 0, REQUEST_COMPLETE);

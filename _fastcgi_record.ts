@@ -252,31 +252,66 @@ export function paddingOf(length: number): number {
   return (8 - (length & 7)) & 7;
 }
 
-/** Buffers that frames of at least `POOL_MIN` bytes (response chunks)
- * are built in, reused once written: a long stream makes no garbage. */
-const FRAME_POOL: Uint8Array[] = [];
+// Buffers that frames are built in, reused once written: neither a
+// request's few records nor a long stream's chunks leave garbage (a new
+// buffer costs V8 more than copying the bytes it holds). Small ones for
+// headers, short bodies and END_REQUEST; large ones for response chunks.
+const SMALL_BUFFER = 4 * 1024;
+const LARGE_BUFFER = 128 * 1024;
+const SMALL_POOL: ArrayBuffer[] = [];
+const LARGE_POOL: ArrayBuffer[] = [];
+const SMALL_LIMIT = 64;
+const LARGE_LIMIT = 16;
 const POOLED = new WeakSet<ArrayBufferLike>();
-const POOL_MIN = 16 * 1024;
-const POOL_BUFFER_SIZE = 128 * 1024;
-const POOL_LIMIT = 16;
 
-/** A buffer for `size` bytes of records: a pooled one when it fits. */
-function frameBuffer(size: number): Uint8Array {
-  if (size < POOL_MIN || size > POOL_BUFFER_SIZE) return new Uint8Array(size);
-  let buffer = FRAME_POOL.pop();
+/**
+ * A buffer for `size` bytes of records: a view of a pooled buffer when it
+ * fits, which `releaseFrame()` takes back once the bytes are written. Its
+ * bytes are whatever they were: the caller writes every one.
+ *
+ * @param size The bytes needed.
+ * @returns The buffer, `size` bytes long.
+ */
+export function frameBuffer(size: number): Uint8Array {
+  const small = size <= SMALL_BUFFER;
+  if (!small && size > LARGE_BUFFER) return new Uint8Array(size);
+  let buffer = (small ? SMALL_POOL : LARGE_POOL).pop();
   if (buffer === undefined) {
-    buffer = new Uint8Array(POOL_BUFFER_SIZE);
-    POOLED.add(buffer.buffer);
+    buffer = new ArrayBuffer(small ? SMALL_BUFFER : LARGE_BUFFER);
+    POOLED.add(buffer);
   }
-  return buffer.subarray(0, size);
+  return new Uint8Array(buffer, 0, size);
 }
 
 /** Give a written frame's buffer back to the pool (a frame not from the
  * pool is left alone). Its bytes must not be used after. */
 export function releaseFrame(frame: Uint8Array): void {
-  if (POOLED.has(frame.buffer) && FRAME_POOL.length < POOL_LIMIT) {
-    FRAME_POOL.push(new Uint8Array(frame.buffer));
+  const buffer = frame.buffer;
+  if (!POOLED.has(buffer)) return;
+  if (buffer.byteLength === SMALL_BUFFER) {
+    if (SMALL_POOL.length < SMALL_LIMIT) SMALL_POOL.push(buffer as ArrayBuffer);
+  } else if (LARGE_POOL.length < LARGE_LIMIT) {
+    LARGE_POOL.push(buffer as ArrayBuffer);
   }
+}
+
+/**
+ * Frames one after the other in one buffer (a pooled one when it fits),
+ * for one write; the frames themselves are released.
+ *
+ * @param frames The frames, in order.
+ * @param total Their bytes together.
+ * @returns The joined bytes.
+ */
+export function joinFrames(frames: Uint8Array[], total: number): Uint8Array {
+  const out = frameBuffer(total);
+  let at = 0;
+  for (const piece of frames) {
+    out.set(piece, at);
+    at += piece.length;
+    releaseFrame(piece);
+  }
+  return out;
 }
 
 /**
@@ -296,9 +331,13 @@ export function frame(type: number, id: number, data: Uint8Array): Uint8Array {
     const length = Math.min(data.length - offset, MAX_CONTENT);
     const padding = paddingOf(length);
     putHeader(out, at, type, id, length, padding);
-    out.set(data.subarray(offset, offset + length), at + HEADER_SIZE);
-    // Padding bytes are left as they are: hosts skip them.
-    at += HEADER_SIZE + length + padding;
+    out.set(
+      length === data.length ? data : data.subarray(offset, offset + length),
+      at + HEADER_SIZE,
+    );
+    at += HEADER_SIZE + length;
+    // Zeros, not what a pooled buffer held before (another response).
+    for (const stop = at + padding; at < stop; at++) out[at] = 0;
   }
   return out;
 }
@@ -317,6 +356,7 @@ export function putEndRequest(
   out[at + 10] = (appStatus >>> 8) & 0xff;
   out[at + 11] = appStatus & 0xff;
   out[at + 12] = protocolStatus;
+  out[at + 13] = out[at + 14] = out[at + 15] = 0; // reserved
 }
 
 /** An `END_REQUEST` record. */

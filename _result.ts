@@ -447,6 +447,10 @@ function finishSending<T extends ResultHandler>(
   return handler.close();
 }
 
+/** The buffer of `Unsent.takeShared()`, grown up to `SHARED_LIMIT`. */
+let shared = new Uint8Array(0);
+const SHARED_LIMIT = 64 * 1024;
+
 /**
  * Bytes a handler has written and not yet sent: the status, the headers
  * and the first chunk leave together, and until they leave an error page
@@ -479,6 +483,32 @@ export class Unsent {
     const data = concat(this.chunks, this.bytes);
     this.clear();
     return data;
+  }
+
+  /**
+   * All the chunks as one, and forget them; several are joined in a
+   * buffer shared by every `Unsent`, good until the next `takeShared()`:
+   * for a consumer that copies them at once (a new buffer per response
+   * costs more than the copy).
+   *
+   * @returns The bytes.
+   */
+  takeShared(): Uint8Array {
+    const chunks = this.chunks;
+    const bytes = this.bytes;
+    if (chunks.length <= 1 || bytes > SHARED_LIMIT) return this.take();
+    if (shared.length < bytes) {
+      shared = new Uint8Array(
+        Math.min(SHARED_LIMIT, Math.max(bytes, 4096) * 2),
+      );
+    }
+    let at = 0;
+    for (const chunk of chunks) {
+      shared.set(chunk, at);
+      at += chunk.length;
+    }
+    this.clear();
+    return shared.subarray(0, bytes);
   }
 
   /** Forget the chunks. */

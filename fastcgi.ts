@@ -155,7 +155,8 @@ const DEFAULT_MAX_PARAMS_SIZE = 256 * 1024;
  */
 export interface FastCGIOutput {
   /**
-   * Send bytes of the response; they are copied.
+   * Send bytes of the response. They are copied before this returns: the
+   * handler may reuse `data` then.
    *
    * @param data The bytes.
    */
@@ -366,7 +367,8 @@ export class FastCGIHandler extends BaseCGIHandler {
   override _flush(): void {
     if (this.#unsent.bytes === 0) return;
     this.#flushed = true;
-    this.#output.write(this.#unsent.take());
+    // write() copies: the shared buffer is free again when it returns.
+    this.#output.write(this.#unsent.takeShared());
   }
 }
 

@@ -254,6 +254,14 @@ function asError(thrown: unknown): unknown {
     : thrown;
 }
 
+/** What comes before the header lines: a CGI `Status:` line, or an origin
+ * server's status line with `Date` and `Server`. */
+function preamble(handler: BaseHandler): string {
+  return handler.originServer
+    ? originPreamble(handler)
+    : `Status: ${handler.status}\r\n`;
+}
+
 /** An origin server's status line, then `Date` and `Server` unless the
  * application set them. */
 function originPreamble(handler: BaseHandler): string {
@@ -702,10 +710,8 @@ export class BaseHandler {
    * status line and `Date` and `Server` unless the application set them
    * (nothing for an HTTP/0.9 client); for CGI the `Status:` line. */
   sendPreamble(): void {
-    if (!this.originServer) {
-      this._write(encodeLatin1(`Status: ${this.status}\r\n`, "Status line"));
-    } else if (this.clientIsModern()) {
-      this._write(encodeLatin1(originPreamble(this), "Status line"));
+    if (!this.originServer || this.clientIsModern()) {
+      this._write(encodeLatin1(preamble(this), "Status line"));
     }
   }
 
@@ -810,9 +816,22 @@ export class BaseHandler {
     // Format (and so check) the header block before anything goes out: an
     // application that put a bad line into its list directly gets the error
     // page, not half a response.
-    const block = !this.originServer || this.clientIsModern()
-      ? this.headers!.toBytes()
-      : null;
+    const headers = this.headers!;
+    const modern = !this.originServer || this.clientIsModern();
+    if (
+      modern && this.sendPreamble === SEND_PREAMBLE &&
+      headers.toBytes === TO_BYTES
+    ) {
+      // What sendPreamble() and toBytes() would write, as one string: one
+      // encoding, one buffer (each costs more than the bytes it holds).
+      // toString() has refused any header char above \xFF: only the
+      // preamble, which comes first, can fail to encode.
+      const block = headers.toString();
+      this.headersSent = true;
+      this._write(encodeLatin1(preamble(this) + block, "Status line"));
+      return;
+    }
+    const block = modern ? headers.toBytes() : null;
     this.headersSent = true;
     if (block !== null) {
       this.sendPreamble();
@@ -941,6 +960,11 @@ export class BaseHandler {
     );
   }
 }
+
+/** The methods whose output `sendHeaders()` writes at once when no
+ * subclass replaced them. */
+const SEND_PREAMBLE = BaseHandler.prototype.sendPreamble;
+const TO_BYTES = Headers.prototype.toBytes;
 
 /**
  * A byte sink for `SimpleHandler`'s `stdout`: `writeSync(p)` returning the

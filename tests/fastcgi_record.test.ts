@@ -14,13 +14,17 @@ import {
   END_REQUEST,
   endRequestRecord,
   frame,
+  frameBuffer,
+  joinFrames,
   latin1Text,
   MAX_CONTENT,
   PARAMS,
   paramsToEnviron,
   ProtocolError,
+  putEndRequest,
   record,
   RecordReader,
+  releaseFrame,
   STDIN,
   STDOUT,
 } from "../_fastcgi_record.ts";
@@ -88,6 +92,73 @@ Deno.test("frame() cuts data into padded records (spec 3.3)", async (t) => {
       [1, 6, 0, 1, 0, 1, 7, 0],
     );
     assert.equal(two[65552], 9);
+  });
+});
+
+Deno.test("frameBuffer() reuses released buffers, and frame() and putEndRequest() write each byte of them", async (t) => {
+  /** A pooled buffer of `size` bytes full of 0xEE, given back. */
+  const dirty = (size: number) => {
+    const buffer = frameBuffer(size);
+    buffer.fill(0xee);
+    releaseFrame(buffer);
+    return buffer.buffer;
+  };
+  await t.step("padding is zeros", () => {
+    const used = dirty(16);
+    const out = frame(STDOUT, 1, ascii("hello"));
+    assert.equal(out.buffer, used);
+    assert.deepEqual(out, bytes(1, 6, 0, 1, 0, 5, 3, 0, "hello", 0, 0, 0));
+    releaseFrame(out);
+  });
+  await t.step("END_REQUEST's reserved bytes are zeros", () => {
+    const used = dirty(16);
+    const out = frameBuffer(16);
+    assert.equal(out.buffer, used);
+    putEndRequest(out, 0, 1, 0, 0);
+    assert.deepEqual(out, bytes(1, END_REQUEST, 0, 1, 0, 8, 0, 0, zeros(8)));
+    releaseFrame(out);
+  });
+  await t.step("joinFrames() joins and releases the frames", () => {
+    const a = frame(STDOUT, 1, ascii("ab"));
+    const b = frame(STDOUT, 1, ascii("c"));
+    const joined = joinFrames([a, b], a.length + b.length);
+    assert.deepEqual(
+      joined,
+      bytes(
+        1,
+        6,
+        0,
+        1,
+        0,
+        2,
+        6,
+        0,
+        "ab",
+        zeros(6),
+        1,
+        6,
+        0,
+        1,
+        0,
+        1,
+        7,
+        0,
+        "c",
+        zeros(7),
+      ),
+    );
+    assert.equal(frameBuffer(8).buffer, b.buffer);
+    assert.equal(frameBuffer(8).buffer, a.buffer);
+  });
+  await t.step("a large frame, and one too large to pool", () => {
+    const large = frameBuffer(20_000);
+    assert.equal(large.length, 20_000);
+    releaseFrame(large);
+    assert.equal(frameBuffer(30_000).buffer, large.buffer);
+    const huge = frameBuffer(200_000);
+    assert.equal(huge.buffer.byteLength, 200_000);
+    releaseFrame(huge);
+    assert.notEqual(frameBuffer(200_000).buffer, huge.buffer);
   });
 });
 

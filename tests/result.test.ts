@@ -457,6 +457,30 @@ Deno.test("Unsent keeps chunks until take(); takeBack() counts the headers as un
   assert.equal(unsent.bytes, 0);
 });
 
+Deno.test("Unsent.takeShared() joins chunks in one buffer it reuses, one chunk as it is", () => {
+  const unsent = new Unsent();
+  unsent.push(enc("ab"));
+  unsent.push(enc("c"));
+  const first = unsent.takeShared();
+  assert.equal(decoder.decode(first), "abc");
+  assert.equal(unsent.bytes, 0);
+  unsent.push(enc("de"));
+  unsent.push(enc("f"));
+  const second = unsent.takeShared();
+  assert.equal(second.buffer, first.buffer); // no new buffer
+  assert.equal(decoder.decode(second), "def");
+  const one = enc("x");
+  unsent.push(one);
+  assert.equal(unsent.takeShared(), one);
+  // Over the shared buffer's limit: a buffer of their own.
+  const big = new Uint8Array(40 * 1024);
+  unsent.push(big);
+  unsent.push(big);
+  const joined = unsent.takeShared();
+  assert.equal(joined.length, 80 * 1024);
+  assert.notEqual(joined.buffer, first.buffer);
+});
+
 // ------------------------------------------------- the loop in each handler
 
 Deno.test("sendResult() settles with RESOLVED itself when everything is synchronous", () => {
