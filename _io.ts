@@ -22,6 +22,8 @@ import { quote, repr, typeName } from "./_internal.ts";
 const READ_BUFFER_SIZE = 64 * 1024;
 const EMPTY = new Uint8Array(0);
 const NEWLINE = 0x0a;
+/** The `pull` of bytes that are all there already. */
+const NOTHING_MORE = (): null => null;
 // Created on first use: a CGI request that logs nothing never needs it.
 let utf8Encoder: TextEncoder | undefined;
 
@@ -162,7 +164,9 @@ class ChunkReader {
  * ```
  */
 export class BytesInput implements InputStream {
-  #reader: ChunkReader;
+  #data: Uint8Array;
+  // Made on first read: most requests (GETs) never read their empty body.
+  #chunks: ChunkReader | null = null;
 
   /**
    * Wrap `data` without copying it.
@@ -177,7 +181,11 @@ export class BytesInput implements InputStream {
         } ${repr(data)}`,
       );
     }
-    this.#reader = new ChunkReader(data, () => null);
+    this.#data = data;
+  }
+
+  get #reader(): ChunkReader {
+    return this.#chunks ??= new ChunkReader(this.#data, NOTHING_MORE);
   }
 
   /**

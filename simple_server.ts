@@ -174,6 +174,20 @@ function isContentLength(name: string): boolean {
     isNamed(name, "Content-Length", "content-length");
 }
 
+/** The headers of a response as pairs: `Server` first if given, then the
+ * list but a `Content-Length` of `skipLength`. */
+function headerPairs(
+  list: HeaderList,
+  software: string | null,
+  skipLength: string | null,
+): [string, string][] {
+  const pairs: [string, string][] = software ? [["Server", software]] : [];
+  for (const pair of list) {
+    if (pair[1] !== skipLength || !isContentLength(pair[0])) pairs.push(pair);
+  }
+  return pairs;
+}
+
 /** Bodies up to this many bytes are sent as a string when they are ASCII. */
 const TEXT_BODY_LIMIT = 1024;
 const UTF8 = new TextDecoder();
@@ -609,24 +623,22 @@ export class ServerHandler extends SimpleHandler {
     // one (Deno.serve adds Date). A plain object costs Deno.serve less to
     // read than an array of pairs (each pair goes through a sequence
     // conversion), when it can hold the headers in order.
-    const sent: [string, string][] = software ? [["Server", software]] : [];
-    let record: Record<string, string> | null = software
+    const skipLength = dropLength ? lengthText : null;
+    let headers: Record<string, string> | [string, string][] | null = software
       ? { Server: software }
       : {};
     for (let i = 0; i < list.length; i++) {
-      const pair = list[i];
-      const name = pair[0];
-      if (dropLength && isContentLength(name) && pair[1] === lengthText) {
-        continue;
+      const [name, value] = list[i];
+      if (value === skipLength && isContentLength(name)) continue;
+      // Repeated, inherited or integer names need the pairs.
+      const first = name.charCodeAt(0);
+      if ((first >= 0x30 && first <= 0x39) || name in headers) {
+        headers = null;
+        break;
       }
-      sent.push(pair);
-      if (record !== null) {
-        // Repeated, inherited or integer names need the pairs.
-        const first = name.charCodeAt(0);
-        if ((first >= 0x30 && first <= 0x39) || name in record) record = null;
-        else record[name] = pair[1];
-      }
+      headers[name] = value;
     }
+    headers ??= headerPairs(list, software, skipLength);
     const code = this.#code;
     // Deno.serve sends a small ASCII body for less as a string than as
     // bytes (it copies bytes first), and fastest of all with status 200 and
@@ -635,7 +647,6 @@ export class ServerHandler extends SimpleHandler {
     const text = typed && fixedLength > 0
       ? asciiText(body as Uint8Array)
       : null;
-    const headers = record ?? sent;
     try {
       this.#response = new Response(
         text ?? body,
@@ -1882,8 +1893,11 @@ export class WSGIRequestHandler {
     const response = handler.response;
     if (response !== null) {
       // Ready at once (a synchronous application and an Array result): the
-      // rest of run(), close() and the access log, follows on its own.
-      running.catch((error) => handler.logException(error));
+      // rest of run(), close() and the access log, follows on its own (or
+      // is over already: then nothing is left to catch).
+      if (running !== RESOLVED) {
+        running.catch((error) => handler.logException(error));
+      }
       return response;
     }
     return running.then(() => handler.response!);
