@@ -20,10 +20,10 @@ import { quote, repr, typeName } from "./_internal.ts";
 
 /** How much `ReaderInput` asks its reader for at a time. */
 const READ_BUFFER_SIZE = 64 * 1024;
+/** The largest `read()` of a reader made in one buffer of its size. */
+const PRESIZE_LIMIT = 16 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 const NEWLINE = 0x0a;
-/** The `pull` of bytes that are all there already. */
-const NOTHING_MORE = (): null => null;
 // Created on first use: a CGI request that logs nothing never needs it.
 let utf8Encoder: TextEncoder | undefined;
 
@@ -57,25 +57,64 @@ function checkSize(size: unknown, action: string, what = "size"): number {
   return size < 0 ? -1 : size;
 }
 
+/** Refuse a `readinto()` target that is not a `Uint8Array`. */
+function checkTarget(target: unknown): Uint8Array {
+  if (!(target instanceof Uint8Array)) {
+    throw new TypeError(
+      `Cannot read into the buffer: wsgi.input.readinto() takes a Uint8Array, not ${
+        typeName(target)
+      } ${repr(target)}`,
+    );
+  }
+  return target;
+}
+
+/** Where a `ChunkReader` gets its bytes. */
+interface ChunkSource {
+  /** The next chunk, `null` at the end. */
+  pull(): Uint8Array | null;
+  /** Whether each chunk is lent: the next `pull()` reuses its memory, so
+   * what is handed out is copied. */
+  lent: boolean;
+  /** The most bytes still to come from `pull()` (`Infinity`: unknown). */
+  more(): number;
+  /** Read straight into `target`, bypassing the chunks (`0` at the end);
+   * `null` when the source cannot. */
+  direct: ((target: Uint8Array) => number) | null;
+  /** From how many bytes a read goes straight into its target. */
+  directMin: number;
+}
+
+/** The source of bytes that are all in memory already. */
+const NO_MORE: ChunkSource = {
+  pull: () => null,
+  lent: false,
+  more: () => 0,
+  direct: null,
+  directMin: Infinity,
+};
+
 /**
- * The line-reading core of both inputs: a current chunk plus a `pull`
- * function that supplies the next chunk (`null` at the end).
+ * The reading core of both inputs: a current chunk plus a source of the
+ * next ones. Chunks of bytes in memory are handed out as subarrays; lent
+ * chunks (one buffer the source refills) are copied, so that nothing the
+ * application holds is ever written again.
  */
 class ChunkReader {
   #chunk: Uint8Array;
   #pos = 0;
-  #pull: () => Uint8Array | null;
+  #source: ChunkSource;
   #ended = false;
 
-  constructor(first: Uint8Array, pull: () => Uint8Array | null) {
+  constructor(first: Uint8Array, source: ChunkSource) {
     this.#chunk = first;
-    this.#pull = pull;
+    this.#source = source;
   }
 
   /** Replace a used-up chunk by the next one; false at the end. */
   #next(): boolean {
     while (!this.#ended) {
-      const chunk = this.#pull();
+      const chunk = this.#source.pull();
       if (chunk === null) {
         this.#ended = true;
         break;
@@ -91,20 +130,76 @@ class ChunkReader {
     return false;
   }
 
+  /** Bytes from `from` to `to` of the current chunk, to hand out. */
+  #piece(from: number, to: number): Uint8Array {
+    return this.#source.lent
+      ? this.#chunk.slice(from, to)
+      : this.#chunk.subarray(from, to);
+  }
+
   read(size: unknown): Uint8Array {
     let want = checkSize(size, "read from wsgi.input");
     if (want === 0) return EMPTY;
     if (want < 0) want = Infinity;
+    const source = this.#source;
+    if (source.lent) {
+      // One new buffer of the size asked (or of what is left), filled by
+      // readinto(): no chunk of the source is handed out.
+      const most = this.#ended ? this.#chunk.length - this.#pos : Math.min(
+        want,
+        this.#chunk.length - this.#pos + source.more(),
+      );
+      // (Not past PRESIZE_LIMIT: a length that promises more than the
+      // reader gives would cost a buffer that large for nothing.)
+      if (most <= PRESIZE_LIMIT) {
+        if (most === 0) return EMPTY;
+        const out = new Uint8Array(most);
+        const n = this.readinto(out);
+        return n === most ? out : out.subarray(0, n);
+      }
+    }
     const pieces: Uint8Array[] = [];
     let total = 0;
     while (total < want) {
       if (this.#pos >= this.#chunk.length && !this.#next()) break;
       const end = Math.min(this.#chunk.length, this.#pos + (want - total));
-      pieces.push(this.#chunk.subarray(this.#pos, end));
+      pieces.push(this.#piece(this.#pos, end));
       total += end - this.#pos;
       this.#pos = end;
     }
     return concat(pieces, total);
+  }
+
+  readinto(target: Uint8Array): number {
+    const source = this.#source;
+    let filled = 0;
+    while (filled < target.length) {
+      let left = this.#chunk.length - this.#pos;
+      if (left === 0) {
+        const room = target.length - filled;
+        if (
+          source.direct !== null && room >= source.directMin && !this.#ended
+        ) {
+          // As large as a chunk: straight into the target, no copy.
+          const n = source.direct(
+            filled === 0 ? target : target.subarray(filled),
+          );
+          if (n === 0) {
+            this.#ended = true;
+            break;
+          }
+          filled += n;
+          continue;
+        }
+        if (!this.#next()) break;
+        left = this.#chunk.length;
+      }
+      const n = Math.min(left, target.length - filled);
+      target.set(this.#chunk.subarray(this.#pos, this.#pos + n), filled);
+      this.#pos += n;
+      filled += n;
+    }
+    return filled;
   }
 
   readline(size: unknown): Uint8Array {
@@ -118,7 +213,7 @@ class ChunkReader {
       let end = Math.min(this.#chunk.length, this.#pos + (limit - total));
       const newline = this.#chunk.subarray(this.#pos, end).indexOf(NEWLINE);
       if (newline >= 0) end = this.#pos + newline + 1;
-      pieces.push(this.#chunk.subarray(this.#pos, end));
+      pieces.push(this.#piece(this.#pos, end));
       total += end - this.#pos;
       this.#pos = end;
       if (newline >= 0) break;
@@ -185,7 +280,7 @@ export class BytesInput implements InputStream {
   }
 
   get #reader(): ChunkReader {
-    return this.#chunks ??= new ChunkReader(this.#data, NOTHING_MORE);
+    return this.#chunks ??= new ChunkReader(this.#data, NO_MORE);
   }
 
   /**
@@ -197,6 +292,19 @@ export class BytesInput implements InputStream {
    */
   read(size?: number | null): Uint8Array {
     return this.#reader.read(size);
+  }
+
+  /**
+   * Read into `buffer` up to its length, fewer only at the end: this
+   * package's extension of `wsgi.input`, Python's `readinto()`, which
+   * makes no new buffer.
+   *
+   * @param buffer Where the bytes go.
+   * @returns How many bytes were read; `0` at the end.
+   * @throws {TypeError} When `buffer` is not a `Uint8Array`.
+   */
+  readinto(buffer: Uint8Array): number {
+    return this.#reader.readinto(checkTarget(buffer));
   }
 
   /**
@@ -263,8 +371,8 @@ export class ReaderInput implements InputStream {
   // Created on first read: a request whose body is never read (most GETs)
   // pays only for the checks below.
   #chunks: ChunkReader | null = null;
+  /** The one buffer reads from the reader go through. */
   #buffer = EMPTY;
-  #used = 0;
 
   /**
    * Read from `reader`, at most `limit` bytes.
@@ -297,27 +405,28 @@ export class ReaderInput implements InputStream {
   }
 
   get #input(): ChunkReader {
-    return this.#chunks ??= new ChunkReader(EMPTY, () => this.#pull());
+    return this.#chunks ??= new ChunkReader(EMPTY, {
+      pull: () => this.#pull(),
+      lent: true,
+      more: () => this.#remaining,
+      direct: (target) => this.#readSome(target),
+      directMin: READ_BUFFER_SIZE,
+    });
   }
 
-  /** The next bytes from the reader, `null` at the end or the limit. */
-  #pull(): Uint8Array | null {
+  /** Read from the reader into `target`, no further than the limit: the
+   * count, `0` at the end. */
+  #readSome(target: Uint8Array): number {
     const remaining = this.#remaining;
-    if (remaining <= 0) return null;
-    // Short reads fill the rest of the same buffer: a new one is allocated
-    // only per READ_BUFFER_SIZE bytes received. Parts already handed out
-    // are never written again.
-    if (this.#used >= this.#buffer.length) {
-      this.#buffer = new Uint8Array(Math.min(READ_BUFFER_SIZE, remaining));
-      this.#used = 0;
-    }
-    const used = this.#used;
-    const space = this.#buffer.subarray(
-      used,
-      used + Math.min(this.#buffer.length - used, remaining),
-    );
+    if (remaining <= 0) return 0;
+    const space = target.length > remaining
+      ? target.subarray(0, remaining)
+      : target;
     const n = this.#reader.readSync(space);
-    if (n === null || n === 0) return null;
+    if (n === null || n === 0) {
+      this.#remaining = 0; // the end, before the limit
+      return 0;
+    }
     if (!Number.isInteger(n) || n < 0 || n > space.length) {
       throw new RangeError(
         `Cannot read from wsgi.input: readSync() returned ${
@@ -326,8 +435,20 @@ export class ReaderInput implements InputStream {
       );
     }
     this.#remaining = remaining - n;
-    this.#used = used + n;
-    return this.#buffer.subarray(used, used + n);
+    return n;
+  }
+
+  /** The next bytes from the reader in its one buffer, refilled each time
+   * (what the application gets is copied out of it first); `null` at the
+   * end or the limit. */
+  #pull(): Uint8Array | null {
+    if (this.#buffer.length === 0) {
+      const size = Math.min(READ_BUFFER_SIZE, this.#remaining);
+      if (size === 0) return null;
+      this.#buffer = new Uint8Array(size);
+    }
+    const n = this.#readSome(this.#buffer);
+    return n === 0 ? null : this.#buffer.subarray(0, n);
   }
 
   /**
@@ -339,6 +460,20 @@ export class ReaderInput implements InputStream {
    */
   read(size?: number | null): Uint8Array {
     return this.#input.read(size);
+  }
+
+  /**
+   * Read into `buffer` up to its length, fewer only at the end: this
+   * package's extension of `wsgi.input`, Python's `readinto()`, which
+   * makes no new buffer (a read as large as the internal one goes
+   * straight into `buffer`).
+   *
+   * @param buffer Where the bytes go.
+   * @returns How many bytes were read; `0` at the end.
+   * @throws {TypeError} When `buffer` is not a `Uint8Array`.
+   */
+  readinto(buffer: Uint8Array): number {
+    return this.#input.readinto(checkTarget(buffer));
   }
 
   /**

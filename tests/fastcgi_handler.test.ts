@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
-import { FastCGIHandler, type FastCGIOutput } from "../fastcgi.ts";
+import {
+  FastCGIHandler,
+  type FastCGIOutput,
+  makeFastCGIServer,
+} from "../fastcgi.ts";
 import { StringErrorStream } from "../_io.ts";
-import type { Application, ResponseBody } from "../types.ts";
+import type { Application, InputStream, ResponseBody } from "../types.ts";
+import { FcgiClient, getParams, parseCgi } from "./fixtures/fcgi_client.ts";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -134,4 +139,47 @@ Deno.test("FastCGIHandler.run() names a result's chunk that is not a Uint8Array"
   );
   // Nothing had been written: the error page goes instead.
   assert.match(state.sent.join(""), /^Status: 500 Internal Server Error\r\n/);
+});
+
+Deno.test("makeFastCGIServer() gives a wsgi.input with readinto(), in memory and spooled", async (t) => {
+  const app: Application = (environ, startResponse) => {
+    const input = environ["wsgi.input"] as InputStream;
+    const buffer = new Uint8Array(70_000);
+    const pieces: Uint8Array[] = [];
+    for (let n; (n = input.readinto!(buffer)) > 0;) {
+      pieces.push(buffer.slice(0, n));
+    }
+    startResponse("200 OK", [["Content-Type", "application/octet-stream"]]);
+    return pieces;
+  };
+  await using server = makeFastCGIServer(
+    { hostname: "127.0.0.1", port: 0 },
+    app,
+    { quiet: true, spoolThreshold: 100_000 },
+  );
+  const serving = server.serveForever();
+  for (const [where, size] of [["in memory", 5000], ["spooled", 300_000]]) {
+    await t.step(`${where}, ${size} bytes`, async () => {
+      const body = Uint8Array.from(
+        { length: size as number },
+        (_, i) => (i * 7 + (i >> 9)) % 256,
+      );
+      const client = await FcgiClient.connect({
+        hostname: "127.0.0.1",
+        port: server.serverPort,
+      });
+      try {
+        const response = await client.request({
+          ...getParams("/"),
+          REQUEST_METHOD: "POST",
+          CONTENT_LENGTH: String(size),
+        }, { stdin: body });
+        assert.deepEqual(parseCgi(response.stdout).body, body);
+      } finally {
+        client.close();
+      }
+    });
+  }
+  await server.shutdown();
+  await serving;
 });

@@ -270,7 +270,7 @@ Deno.test("ReaderInput never reads past its limit", async (t) => {
     assert.deepEqual(r.asked, []);
   });
   await t.step(
-    "a large limit over a 200 KiB body reads in 64 KiB buffers",
+    "a large limit over a 200 KiB body: a 64 KiB buffer, then the rest at once",
     () => {
       const big = new Uint8Array(200 * 1024).fill(0x61);
       const r = reader(big);
@@ -278,7 +278,8 @@ Deno.test("ReaderInput never reads past its limit", async (t) => {
       assert.equal(input.read(10).length, 10);
       assert.equal(r.offset, 64 * 1024);
       assert.equal(input.read().length, big.length - 10);
-      assert.deepEqual(r.asked, [65536, 65536, 65536, 8192]);
+      // The rest goes straight into the buffer read() returns.
+      assert.deepEqual(r.asked, [65536, 200 * 1024 - 65536]);
     },
   );
   await t.step("readline stops at the limit", () => {
@@ -289,17 +290,77 @@ Deno.test("ReaderInput never reads past its limit", async (t) => {
   });
 });
 
-Deno.test("ReaderInput fills one buffer across short reads without overwriting", () => {
+Deno.test("ReaderInput refills one buffer, and never writes again what it returned", () => {
   const data = Uint8Array.from({ length: 100 }, (_, i) => i);
   const r = reader(data, 10);
   const input = new ReaderInput(r);
   const pieces = Array.from({ length: 10 }, () => input.read(10));
-  assert.equal(new Set(pieces.map((p) => p.buffer)).size, 1);
+  assert.equal(new Set(pieces.map((p) => p.buffer)).size, 10);
   pieces.forEach((piece, i) =>
     assert.deepEqual(piece, data.subarray(i * 10, i * 10 + 10))
   );
-  assert.deepEqual(r.asked.slice(0, 3), [65536, 65526, 65516]);
+  // The same 64 KiB buffer, filled from its start each time.
+  assert.deepEqual(r.asked.slice(0, 3), [65536, 65536, 65536]);
   assert.equal(input.read().length, 0);
+  const lines = new ReaderInput(reader(encoder.encode("ab\ncd\n"), 3));
+  const first = lines.readline();
+  assert.equal(text(lines.readline()), "cd\n");
+  assert.equal(text(first), "ab\n");
+});
+
+Deno.test("InputStream.readinto() fills a buffer as read() would", async (t) => {
+  const data = encoder.encode("hello\nworld\n");
+  for (const [name, make] of inputs(data)) {
+    await t.step(name, () => {
+      const input = make() as InputStream & {
+        readinto(buffer: Uint8Array): number;
+      };
+      const buffer = new Uint8Array(5);
+      assert.equal(input.readinto(buffer), 5);
+      assert.equal(text(buffer), "hello");
+      assert.equal(input.readinto(new Uint8Array(0)), 0);
+      assert.equal(text(input.read(1)), "\n");
+      assert.equal(input.readinto(buffer), 5);
+      assert.equal(text(buffer), "world");
+      buffer.fill(0x2e);
+      assert.equal(input.readinto(buffer), 1); // the last byte
+      assert.equal(text(buffer), "\n....");
+      assert.equal(input.readinto(buffer), 0);
+      assert.throws(
+        () => input.readinto("abc" as unknown as Uint8Array),
+        {
+          name: "TypeError",
+          message:
+            "Cannot read into the buffer: wsgi.input.readinto() takes a Uint8Array, not string 'abc'",
+        },
+      );
+    });
+  }
+});
+
+Deno.test("ReaderInput.readinto() reads a buffer as large as its own straight into it", () => {
+  const data = Uint8Array.from({ length: 200_000 }, (_, i) => i % 251);
+  const r = reader(data);
+  const input = new ReaderInput(r, data.length);
+  const buffer = new Uint8Array(65536);
+  let total = 0;
+  for (let n; (n = input.readinto(buffer)) > 0;) {
+    assert.deepEqual(buffer.subarray(0, n), data.subarray(total, total + n));
+    total += n;
+  }
+  assert.equal(total, data.length);
+  // No 64 KiB buffer of its own: the reader filled the caller's each time.
+  assert.deepEqual(r.asked, [65536, 65536, 65536, 200_000 - 3 * 65536]);
+});
+
+Deno.test("ReaderInput.read() makes no buffer of a length the reader does not reach", () => {
+  const r = reader(encoder.encode("short"));
+  const input = new ReaderInput(r, 1e9);
+  const all = input.read();
+  assert.equal(text(all), "short");
+  assert.ok(all.buffer.byteLength < 1024 * 1024, `${all.buffer.byteLength}`);
+  const sized = new ReaderInput(reader(encoder.encode("short")), 1000);
+  assert.equal(text(sized.read(500)), "short");
 });
 
 Deno.test("ReaderInput reads lazily", () => {

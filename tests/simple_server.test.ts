@@ -527,6 +527,38 @@ Deno.test("WSGIRequestHandler.handle() spools a body above spoolThreshold and re
   }
 });
 
+Deno.test("WSGIRequestHandler.handle() gives a wsgi.input with readinto(), in memory and spooled", async (t) => {
+  const body = Uint8Array.from({ length: 5000 }, (_, i) => (i * 7) % 256);
+  const app: Application = (environ, startResponse) => {
+    const input = environ["wsgi.input"] as InputStream;
+    const buffer = new Uint8Array(777);
+    const pieces: Uint8Array[] = [];
+    for (let n; (n = input.readinto!(buffer)) > 0;) {
+      pieces.push(buffer.slice(0, n));
+    }
+    startResponse("200 OK", [
+      ["Content-Type", "application/octet-stream"],
+      ["X-Input", input.constructor.name],
+    ]);
+    return pieces;
+  };
+  for (
+    const [where, spoolThreshold, kind] of [
+      ["in memory", 10_000, "BytesInput"],
+      ["spooled", 1000, "ReaderInput"],
+    ] as const
+  ) {
+    await t.step(where, async () => {
+      const fetchHandler = toFetchHandler(app, { quiet: true, spoolThreshold });
+      const response = await fetchHandler(
+        new Request("http://localhost/", { method: "POST", body }),
+      );
+      assert.equal(response.headers.get("x-input"), kind);
+      assert.deepEqual(await response.bytes(), body);
+    });
+  }
+});
+
 Deno.test("WSGIRequestHandler.handle() removes a spooled body after an error", async () => {
   const tempDir = await Deno.makeTempDir({ prefix: "wsgiref-test-" });
   try {
