@@ -20,8 +20,6 @@ import { quote, repr, typeName } from "./_internal.ts";
 
 /** How much `ReaderInput` asks its reader for at a time. */
 const READ_BUFFER_SIZE = 64 * 1024;
-/** The largest `read()` of a reader made in one buffer of its size. */
-const PRESIZE_LIMIT = 16 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 const NEWLINE = 0x0a;
 // Created on first use: a CGI request that logs nothing never needs it.
@@ -71,40 +69,39 @@ function checkTarget(target: unknown): Uint8Array {
 
 /** Where a `ChunkReader` gets its bytes. */
 interface ChunkSource {
-  /** The next chunk, `null` at the end. */
-  pull(): Uint8Array | null;
-  /** Whether each chunk is lent: the next `pull()` reuses its memory, so
-   * what is handed out is copied. */
-  lent: boolean;
-  /** The most bytes still to come from `pull()` (`Infinity`: unknown). */
-  more(): number;
+  /**
+   * The next chunk, `null` at the end. `kept` says whether part of the
+   * chunk before was handed out (so its memory must never be written
+   * again); if not, the source may refill the same memory.
+   */
+  pull(kept: boolean): Uint8Array | null;
   /** Read straight into `target`, bypassing the chunks (`0` at the end);
    * `null` when the source cannot. */
   direct: ((target: Uint8Array) => number) | null;
-  /** From how many bytes a read goes straight into its target. */
+  /** From how many bytes a `readinto()` goes straight into its target. */
   directMin: number;
 }
 
 /** The source of bytes that are all in memory already. */
 const NO_MORE: ChunkSource = {
   pull: () => null,
-  lent: false,
-  more: () => 0,
   direct: null,
   directMin: Infinity,
 };
 
 /**
  * The reading core of both inputs: a current chunk plus a source of the
- * next ones. Chunks of bytes in memory are handed out as subarrays; lent
- * chunks (one buffer the source refills) are copied, so that nothing the
- * application holds is ever written again.
+ * next ones. `read()` and `readline()` hand out subarrays of the chunks
+ * (no copy: the bytes are the application's); `readinto()` copies them
+ * into the caller's buffer, and then the source may reuse their memory.
  */
 class ChunkReader {
   #chunk: Uint8Array;
   #pos = 0;
   #source: ChunkSource;
   #ended = false;
+  /** Whether part of the current chunk was handed out. */
+  #kept = false;
 
   constructor(first: Uint8Array, source: ChunkSource) {
     this.#chunk = first;
@@ -114,7 +111,8 @@ class ChunkReader {
   /** Replace a used-up chunk by the next one; false at the end. */
   #next(): boolean {
     while (!this.#ended) {
-      const chunk = this.#source.pull();
+      const chunk = this.#source.pull(this.#kept);
+      this.#kept = false;
       if (chunk === null) {
         this.#ended = true;
         break;
@@ -130,34 +128,16 @@ class ChunkReader {
     return false;
   }
 
-  /** Bytes from `from` to `to` of the current chunk, to hand out. */
+  /** Bytes from `from` to `to` of the current chunk, handed out. */
   #piece(from: number, to: number): Uint8Array {
-    return this.#source.lent
-      ? this.#chunk.slice(from, to)
-      : this.#chunk.subarray(from, to);
+    this.#kept = true;
+    return this.#chunk.subarray(from, to);
   }
 
   read(size: unknown): Uint8Array {
     let want = checkSize(size, "read from wsgi.input");
     if (want === 0) return EMPTY;
     if (want < 0) want = Infinity;
-    const source = this.#source;
-    if (source.lent) {
-      // One new buffer of the size asked (or of what is left), filled by
-      // readinto(): no chunk of the source is handed out.
-      const most = this.#ended ? this.#chunk.length - this.#pos : Math.min(
-        want,
-        this.#chunk.length - this.#pos + source.more(),
-      );
-      // (Not past PRESIZE_LIMIT: a length that promises more than the
-      // reader gives would cost a buffer that large for nothing.)
-      if (most <= PRESIZE_LIMIT) {
-        if (most === 0) return EMPTY;
-        const out = new Uint8Array(most);
-        const n = this.readinto(out);
-        return n === most ? out : out.subarray(0, n);
-      }
-    }
     const pieces: Uint8Array[] = [];
     let total = 0;
     while (total < want) {
@@ -176,9 +156,9 @@ class ChunkReader {
     while (filled < target.length) {
       let left = this.#chunk.length - this.#pos;
       if (left === 0) {
-        const room = target.length - filled;
         if (
-          source.direct !== null && room >= source.directMin && !this.#ended
+          source.direct !== null && !this.#ended &&
+          target.length - filled >= source.directMin
         ) {
           // As large as a chunk: straight into the target, no copy.
           const n = source.direct(
@@ -344,6 +324,12 @@ export class BytesInput implements InputStream {
  * (`undefined`/`null`: until the end), buffered internally (64 KiB reads).
  * Never reads a byte past `limit` from the reader.
  *
+ * `read()` and `readline()` return subarrays of the internal buffer, which
+ * is then never written again (a new one follows): the bytes are the
+ * caller's. `readinto()` copies into the caller's buffer instead (or reads
+ * straight into it, from 64 KiB), so one internal buffer serves a whole
+ * body read that way: no garbage however large the body.
+ *
  * @example Usage
  * ```ts
  * import { ReaderInput } from "./_io.ts";
@@ -371,8 +357,11 @@ export class ReaderInput implements InputStream {
   // Created on first read: a request whose body is never read (most GETs)
   // pays only for the checks below.
   #chunks: ChunkReader | null = null;
-  /** The one buffer reads from the reader go through. */
+  /** Where reads from the reader go; `#used` bytes of it are filled. */
   #buffer = EMPTY;
+  #used = 0;
+  /** Whether part of the buffer was handed out to the application. */
+  #kept = false;
 
   /**
    * Read from `reader`, at most `limit` bytes.
@@ -406,9 +395,7 @@ export class ReaderInput implements InputStream {
 
   get #input(): ChunkReader {
     return this.#chunks ??= new ChunkReader(EMPTY, {
-      pull: () => this.#pull(),
-      lent: true,
-      more: () => this.#remaining,
+      pull: (kept) => this.#pull(kept),
       direct: (target) => this.#readSome(target),
       directMin: READ_BUFFER_SIZE,
     });
@@ -438,17 +425,30 @@ export class ReaderInput implements InputStream {
     return n;
   }
 
-  /** The next bytes from the reader in its one buffer, refilled each time
-   * (what the application gets is copied out of it first); `null` at the
-   * end or the limit. */
-  #pull(): Uint8Array | null {
+  /**
+   * The next bytes from the reader, `null` at the end or the limit. They
+   * go into the free end of the buffer; once it is full, a buffer nothing
+   * was handed out of (`readinto()` copies) is filled again from its
+   * start, and otherwise a new one is made: bytes the application holds
+   * are never written again.
+   */
+  #pull(kept: boolean): Uint8Array | null {
+    if (this.#remaining <= 0) return null;
+    if (kept) this.#kept = true;
+    if (!this.#kept) this.#used = 0;
+    else if (this.#used >= this.#buffer.length) this.#buffer = EMPTY;
     if (this.#buffer.length === 0) {
-      const size = Math.min(READ_BUFFER_SIZE, this.#remaining);
-      if (size === 0) return null;
-      this.#buffer = new Uint8Array(size);
+      this.#buffer = new Uint8Array(
+        Math.min(READ_BUFFER_SIZE, this.#remaining),
+      );
+      this.#used = 0;
+      this.#kept = false;
     }
-    const n = this.#readSome(this.#buffer);
-    return n === 0 ? null : this.#buffer.subarray(0, n);
+    const used = this.#used;
+    const n = this.#readSome(this.#buffer.subarray(used));
+    if (n === 0) return null;
+    this.#used = used + n;
+    return this.#buffer.subarray(used, used + n);
   }
 
   /**
@@ -465,8 +465,7 @@ export class ReaderInput implements InputStream {
   /**
    * Read into `buffer` up to its length, fewer only at the end: this
    * package's extension of `wsgi.input`, Python's `readinto()`, which
-   * makes no new buffer (a read as large as the internal one goes
-   * straight into `buffer`).
+   * makes no new buffer (from 64 KiB, the reader fills `buffer` itself).
    *
    * @param buffer Where the bytes go.
    * @returns How many bytes were read; `0` at the end.
