@@ -1112,7 +1112,14 @@ export class SimpleHandler extends BaseHandler {
 
   /** Copy the constructor's `environ` into `this.environ`. */
   override addCgiVars(): void {
-    Object.assign(this.environ!, this.baseEnv);
+    const environ = this.environ!;
+    for (const _ in environ) {
+      Object.assign(environ, this.baseEnv);
+      return;
+    }
+    // Nothing from osEnviron (the CGI handlers, the FastCGI gateway): a
+    // spread copy costs V8 a fraction of assigning key by key.
+    this.environ = { ...this.baseEnv };
   }
 
   /**
