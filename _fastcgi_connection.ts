@@ -24,7 +24,7 @@
  */
 
 import type { Application, ErrorStream, InputStream } from "./types.ts";
-import { BytesInput, concat, processStderr } from "./_io.ts";
+import { BytesInput, processStderr } from "./_io.ts";
 import {
   type BodyBudget,
   bodyErrorApp,
@@ -44,10 +44,13 @@ import {
   encodePairs,
   endRequestRecord,
   frame,
+  frameBuffer,
   GET_VALUES,
   GET_VALUES_RESULT,
   HEADER_SIZE,
+  joinFrames,
   KEEP_CONN,
+  latin1Text,
   OVERLOADED,
   PARAMS,
   paramsToEnviron,
@@ -332,8 +335,9 @@ class Request {
   readonly output: RequestOutput;
   readonly errors: RequestErrors;
   state: RequestState = "params";
-  /** `params`: the `PARAMS` content so far (copies). */
-  params: Uint8Array[] = [];
+  /** `params`: the `PARAMS` content so far, as latin-1 text (no bytes
+   * kept: the read buffer is reused). */
+  params: string[] = [];
   paramsLength = 0;
   /** From `body` on: the CGI variables (`null` if they never came). */
   environ: Record<string, string> | null = null;
@@ -551,10 +555,7 @@ export class Connection {
       count++;
     }
     if (count === 1) return queue.shift()!;
-    const pieces = queue.splice(0, count);
-    const joined = concat(pieces, total);
-    for (const piece of pieces) releaseFrame(piece);
-    return joined;
+    return joinFrames(queue.splice(0, count), total);
   }
 
   #wake(): void {
@@ -764,15 +765,17 @@ export class Connection {
       );
       return;
     }
-    request.params.push(content.slice());
+    request.params.push(latin1Text(content));
     request.paramsLength = length;
   }
 
   /** `params` → `body`, or `refusing`. */
   #paramsDone(request: Request): void {
-    const bytes = concat(request.params, request.paramsLength);
+    const params = request.params;
     request.params = [];
-    const environ = paramsToEnviron(bytes);
+    const environ = paramsToEnviron(
+      params.length === 1 ? params[0] : params.join(""),
+    );
     if (environ === null) {
       this.#note(
         `Cannot take request ${request.id}: its name-value pairs are malformed`,
@@ -1026,7 +1029,7 @@ export class Connection {
       case "complete": {
         // The end of STDOUT (and of STDERR if used), then END_REQUEST.
         const tail = request.errors.used ? 2 * HEADER_SIZE : HEADER_SIZE;
-        const out = new Uint8Array(tail + HEADER_SIZE + 8);
+        const out = frameBuffer(tail + HEADER_SIZE + 8);
         putHeader(out, 0, STDOUT, id, 0, 0);
         if (request.errors.used) putHeader(out, HEADER_SIZE, STDERR, id, 0, 0);
         putEndRequest(out, tail, id, 0, REQUEST_COMPLETE);

@@ -26,7 +26,7 @@
  * @module
  */
 
-import { decodeLatin1, quote } from "./_internal.ts";
+import { decodeLatin1, isAscii, quote } from "./_internal.ts";
 
 // Record types, roles, flags and statuses of the FastCGI 1.0 specification.
 /** The only version of the protocol. */
@@ -147,6 +147,41 @@ export function encodePairs(pairs: [string, string][]): Uint8Array {
   return Uint8Array.from(parts);
 }
 
+// Created on first use, with the BOM kept: a leading EF BB BF is not ASCII,
+// and must reach the check below rather than vanish.
+let utf8: TextDecoder | undefined;
+
+/**
+ * Bytes as a latin-1 string, one char per byte. Parameters are ASCII as a
+ * rule, which the UTF-8 decoder turns into the same string natively; any
+ * other byte makes a char above `\x7F` (never ASCII) in its output, and the
+ * bytes are decoded one by one instead. (`TextDecoder("latin1")` is
+ * windows-1252, which maps `\x80`–`\x9F` elsewhere.)
+ *
+ * @param bytes The bytes, not kept.
+ * @returns The string.
+ */
+export function latin1Text(bytes: Uint8Array): string {
+  utf8 ??= new TextDecoder("utf-8", { ignoreBOM: true });
+  const text = utf8.decode(bytes);
+  return isAscii(text) ? text : decodeLatin1(bytes);
+}
+
+/** The length of a pair at `at` of `text` (a char a byte): 1 byte, or 4
+ * with the high bit set. The next position is left in `lengthEnd`. */
+let lengthEnd = 0;
+function textLength(text: string, at: number): number {
+  const first = text.charCodeAt(at);
+  if (first < 0x80) {
+    lengthEnd = at + 1;
+    return first;
+  }
+  if (at + 4 > text.length) return -1;
+  lengthEnd = at + 4;
+  return (first & 0x7f) * 0x1000000 + (text.charCodeAt(at + 1) << 16 |
+    text.charCodeAt(at + 2) << 8 | text.charCodeAt(at + 3));
+}
+
 /**
  * The request's parameters as an environ; `null` when malformed. Names and
  * values become latin-1 strings, one char per byte, as PEP 3333 wants
@@ -154,26 +189,41 @@ export function encodePairs(pairs: [string, string][]): Uint8Array {
  * along with the other request headers, are left out: their values are
  * `CONTENT_TYPE` and `CONTENT_LENGTH` (the first fills a missing
  * `CONTENT_TYPE`).
+ *
+ * @param params The `PARAMS` content: bytes, or already as `latin1Text()`.
+ * @returns The environ, or `null`.
  */
 export function paramsToEnviron(
-  bytes: Uint8Array,
+  params: Uint8Array | string,
 ): Record<string, string> | null {
+  // One string for the whole block, cut by index: each name and value is a
+  // slice of it, with no bytes copied or decoded apart.
+  const text = typeof params === "string" ? params : latin1Text(params);
   const environ: Record<string, string> = {};
+  const end = text.length;
   let headerType: string | undefined;
-  const ok = decodePairs(bytes, (nameBytes, valueBytes) => {
-    const name = decodeLatin1(nameBytes);
-    const value = decodeLatin1(valueBytes);
+  for (let at = 0; at < end;) {
+    const nameLength = textLength(text, at);
+    if (!(nameLength >= 0) || lengthEnd >= end) return null;
+    const valueLength = textLength(text, lengthEnd);
+    if (!(valueLength >= 0)) return null;
+    const start = lengthEnd;
+    const stop = start + nameLength + valueLength;
+    if (stop > end) return null;
+    const name = text.slice(start, start + nameLength);
+    const value = text.slice(start + nameLength, stop);
+    at = stop;
     if (name === "HTTP_CONTENT_TYPE") headerType = value;
     // An own "__proto__" key would become the prototype when the handler
     // copies the environ.
     else if (name !== "HTTP_CONTENT_LENGTH" && name !== "__proto__") {
       environ[name] = value;
     }
-  });
+  }
   if (headerType !== undefined && !("CONTENT_TYPE" in environ)) {
     environ.CONTENT_TYPE = headerType;
   }
-  return ok ? environ : null;
+  return environ;
 }
 
 // --- Writing records ---------------------------------------------------
@@ -202,31 +252,66 @@ export function paddingOf(length: number): number {
   return (8 - (length & 7)) & 7;
 }
 
-/** Buffers that frames of at least `POOL_MIN` bytes (response chunks)
- * are built in, reused once written: a long stream makes no garbage. */
-const FRAME_POOL: Uint8Array[] = [];
+// Buffers that frames are built in, reused once written: neither a
+// request's few records nor a long stream's chunks leave garbage (a new
+// buffer costs V8 more than copying the bytes it holds). Small ones for
+// headers, short bodies and END_REQUEST; large ones for response chunks.
+const SMALL_BUFFER = 4 * 1024;
+const LARGE_BUFFER = 128 * 1024;
+const SMALL_POOL: ArrayBuffer[] = [];
+const LARGE_POOL: ArrayBuffer[] = [];
+const SMALL_LIMIT = 64;
+const LARGE_LIMIT = 16;
 const POOLED = new WeakSet<ArrayBufferLike>();
-const POOL_MIN = 16 * 1024;
-const POOL_BUFFER_SIZE = 128 * 1024;
-const POOL_LIMIT = 16;
 
-/** A buffer for `size` bytes of records: a pooled one when it fits. */
-function frameBuffer(size: number): Uint8Array {
-  if (size < POOL_MIN || size > POOL_BUFFER_SIZE) return new Uint8Array(size);
-  let buffer = FRAME_POOL.pop();
+/**
+ * A buffer for `size` bytes of records: a view of a pooled buffer when it
+ * fits, which `releaseFrame()` takes back once the bytes are written. Its
+ * bytes are whatever they were: the caller writes every one.
+ *
+ * @param size The bytes needed.
+ * @returns The buffer, `size` bytes long.
+ */
+export function frameBuffer(size: number): Uint8Array {
+  const small = size <= SMALL_BUFFER;
+  if (!small && size > LARGE_BUFFER) return new Uint8Array(size);
+  let buffer = (small ? SMALL_POOL : LARGE_POOL).pop();
   if (buffer === undefined) {
-    buffer = new Uint8Array(POOL_BUFFER_SIZE);
-    POOLED.add(buffer.buffer);
+    buffer = new ArrayBuffer(small ? SMALL_BUFFER : LARGE_BUFFER);
+    POOLED.add(buffer);
   }
-  return buffer.subarray(0, size);
+  return new Uint8Array(buffer, 0, size);
 }
 
 /** Give a written frame's buffer back to the pool (a frame not from the
  * pool is left alone). Its bytes must not be used after. */
 export function releaseFrame(frame: Uint8Array): void {
-  if (POOLED.has(frame.buffer) && FRAME_POOL.length < POOL_LIMIT) {
-    FRAME_POOL.push(new Uint8Array(frame.buffer));
+  const buffer = frame.buffer;
+  if (!POOLED.has(buffer)) return;
+  if (buffer.byteLength === SMALL_BUFFER) {
+    if (SMALL_POOL.length < SMALL_LIMIT) SMALL_POOL.push(buffer as ArrayBuffer);
+  } else if (LARGE_POOL.length < LARGE_LIMIT) {
+    LARGE_POOL.push(buffer as ArrayBuffer);
   }
+}
+
+/**
+ * Frames one after the other in one buffer (a pooled one when it fits),
+ * for one write; the frames themselves are released.
+ *
+ * @param frames The frames, in order.
+ * @param total Their bytes together.
+ * @returns The joined bytes.
+ */
+export function joinFrames(frames: Uint8Array[], total: number): Uint8Array {
+  const out = frameBuffer(total);
+  let at = 0;
+  for (const piece of frames) {
+    out.set(piece, at);
+    at += piece.length;
+    releaseFrame(piece);
+  }
+  return out;
 }
 
 /**
@@ -246,9 +331,13 @@ export function frame(type: number, id: number, data: Uint8Array): Uint8Array {
     const length = Math.min(data.length - offset, MAX_CONTENT);
     const padding = paddingOf(length);
     putHeader(out, at, type, id, length, padding);
-    out.set(data.subarray(offset, offset + length), at + HEADER_SIZE);
-    // Padding bytes are left as they are: hosts skip them.
-    at += HEADER_SIZE + length + padding;
+    out.set(
+      length === data.length ? data : data.subarray(offset, offset + length),
+      at + HEADER_SIZE,
+    );
+    at += HEADER_SIZE + length;
+    // Zeros, not what a pooled buffer held before (another response).
+    for (const stop = at + padding; at < stop; at++) out[at] = 0;
   }
   return out;
 }
@@ -267,6 +356,7 @@ export function putEndRequest(
   out[at + 10] = (appStatus >>> 8) & 0xff;
   out[at + 11] = appStatus & 0xff;
   out[at + 12] = protocolStatus;
+  out[at + 13] = out[at + 14] = out[at + 15] = 0; // reserved
 }
 
 /** An `END_REQUEST` record. */

@@ -365,16 +365,6 @@ export function isThenable<T>(value: unknown): value is PromiseLike<T> {
     value !== null && typeof (value as { then?: unknown }).then === "function";
 }
 
-/** Call an iterator's `return()`, as a `for...of` loop left early does. */
-export async function returnIterator(
-  iterator: Iterator<unknown> | AsyncIterator<unknown>,
-): Promise<void> {
-  if (typeof iterator.return === "function") {
-    const returned = iterator.return();
-    if (isThenable(returned)) await returned;
-  }
-}
-
 // Control characters that the access log escapes, as `http.server` does.
 // deno-lint-ignore no-control-regex
 const LOG_ESCAPED = /[\x00-\x1f\x7f-\x9f\\]/g;

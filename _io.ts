@@ -55,25 +55,64 @@ function checkSize(size: unknown, action: string, what = "size"): number {
   return size < 0 ? -1 : size;
 }
 
+/** Refuse a `readinto()` target that is not a `Uint8Array`. */
+function checkTarget(target: unknown): Uint8Array {
+  if (!(target instanceof Uint8Array)) {
+    throw new TypeError(
+      `Cannot read into the buffer: wsgi.input.readinto() takes a Uint8Array, not ${
+        typeName(target)
+      } ${repr(target)}`,
+    );
+  }
+  return target;
+}
+
+/** Where a `ChunkReader` gets its bytes. */
+interface ChunkSource {
+  /**
+   * The next chunk, `null` at the end. `kept` says whether part of the
+   * chunk before was handed out (so its memory must never be written
+   * again); if not, the source may refill the same memory.
+   */
+  pull(kept: boolean): Uint8Array | null;
+  /** Read straight into `target`, bypassing the chunks (`0` at the end);
+   * `null` when the source cannot. */
+  direct: ((target: Uint8Array) => number) | null;
+  /** From how many bytes a `readinto()` goes straight into its target. */
+  directMin: number;
+}
+
+/** The source of bytes that are all in memory already. */
+const NO_MORE: ChunkSource = {
+  pull: () => null,
+  direct: null,
+  directMin: Infinity,
+};
+
 /**
- * The line-reading core of both inputs: a current chunk plus a `pull`
- * function that supplies the next chunk (`null` at the end).
+ * The reading core of both inputs: a current chunk plus a source of the
+ * next ones. `read()` and `readline()` hand out subarrays of the chunks
+ * (no copy: the bytes are the application's); `readinto()` copies them
+ * into the caller's buffer, and then the source may reuse their memory.
  */
 class ChunkReader {
   #chunk: Uint8Array;
   #pos = 0;
-  #pull: () => Uint8Array | null;
+  #source: ChunkSource;
   #ended = false;
+  /** Whether part of the current chunk was handed out. */
+  #kept = false;
 
-  constructor(first: Uint8Array, pull: () => Uint8Array | null) {
+  constructor(first: Uint8Array, source: ChunkSource) {
     this.#chunk = first;
-    this.#pull = pull;
+    this.#source = source;
   }
 
   /** Replace a used-up chunk by the next one; false at the end. */
   #next(): boolean {
     while (!this.#ended) {
-      const chunk = this.#pull();
+      const chunk = this.#source.pull(this.#kept);
+      this.#kept = false;
       if (chunk === null) {
         this.#ended = true;
         break;
@@ -89,6 +128,12 @@ class ChunkReader {
     return false;
   }
 
+  /** Bytes from `from` to `to` of the current chunk, handed out. */
+  #piece(from: number, to: number): Uint8Array {
+    this.#kept = true;
+    return this.#chunk.subarray(from, to);
+  }
+
   read(size: unknown): Uint8Array {
     let want = checkSize(size, "read from wsgi.input");
     if (want === 0) return EMPTY;
@@ -98,11 +143,43 @@ class ChunkReader {
     while (total < want) {
       if (this.#pos >= this.#chunk.length && !this.#next()) break;
       const end = Math.min(this.#chunk.length, this.#pos + (want - total));
-      pieces.push(this.#chunk.subarray(this.#pos, end));
+      pieces.push(this.#piece(this.#pos, end));
       total += end - this.#pos;
       this.#pos = end;
     }
     return concat(pieces, total);
+  }
+
+  readinto(target: Uint8Array): number {
+    const source = this.#source;
+    let filled = 0;
+    while (filled < target.length) {
+      let left = this.#chunk.length - this.#pos;
+      if (left === 0) {
+        if (
+          source.direct !== null && !this.#ended &&
+          target.length - filled >= source.directMin
+        ) {
+          // As large as a chunk: straight into the target, no copy.
+          const n = source.direct(
+            filled === 0 ? target : target.subarray(filled),
+          );
+          if (n === 0) {
+            this.#ended = true;
+            break;
+          }
+          filled += n;
+          continue;
+        }
+        if (!this.#next()) break;
+        left = this.#chunk.length;
+      }
+      const n = Math.min(left, target.length - filled);
+      target.set(this.#chunk.subarray(this.#pos, this.#pos + n), filled);
+      this.#pos += n;
+      filled += n;
+    }
+    return filled;
   }
 
   readline(size: unknown): Uint8Array {
@@ -116,7 +193,7 @@ class ChunkReader {
       let end = Math.min(this.#chunk.length, this.#pos + (limit - total));
       const newline = this.#chunk.subarray(this.#pos, end).indexOf(NEWLINE);
       if (newline >= 0) end = this.#pos + newline + 1;
-      pieces.push(this.#chunk.subarray(this.#pos, end));
+      pieces.push(this.#piece(this.#pos, end));
       total += end - this.#pos;
       this.#pos = end;
       if (newline >= 0) break;
@@ -162,7 +239,9 @@ class ChunkReader {
  * ```
  */
 export class BytesInput implements InputStream {
-  #reader: ChunkReader;
+  #data: Uint8Array;
+  // Made on first read: most requests (GETs) never read their empty body.
+  #chunks: ChunkReader | null = null;
 
   /**
    * Wrap `data` without copying it.
@@ -177,7 +256,11 @@ export class BytesInput implements InputStream {
         } ${repr(data)}`,
       );
     }
-    this.#reader = new ChunkReader(data, () => null);
+    this.#data = data;
+  }
+
+  get #reader(): ChunkReader {
+    return this.#chunks ??= new ChunkReader(this.#data, NO_MORE);
   }
 
   /**
@@ -189,6 +272,19 @@ export class BytesInput implements InputStream {
    */
   read(size?: number | null): Uint8Array {
     return this.#reader.read(size);
+  }
+
+  /**
+   * Read into `buffer` up to its length, fewer only at the end: this
+   * package's extension of `wsgi.input`, Python's `readinto()`, which
+   * makes no new buffer.
+   *
+   * @param buffer Where the bytes go.
+   * @returns How many bytes were read; `0` at the end.
+   * @throws {TypeError} When `buffer` is not a `Uint8Array`.
+   */
+  readinto(buffer: Uint8Array): number {
+    return this.#reader.readinto(checkTarget(buffer));
   }
 
   /**
@@ -228,6 +324,12 @@ export class BytesInput implements InputStream {
  * (`undefined`/`null`: until the end), buffered internally (64 KiB reads).
  * Never reads a byte past `limit` from the reader.
  *
+ * `read()` and `readline()` return subarrays of the internal buffer, which
+ * is then never written again (a new one follows): the bytes are the
+ * caller's. `readinto()` copies into the caller's buffer instead (or reads
+ * straight into it, from 64 KiB), so one internal buffer serves a whole
+ * body read that way: no garbage however large the body.
+ *
  * @example Usage
  * ```ts
  * import { ReaderInput } from "./_io.ts";
@@ -255,8 +357,11 @@ export class ReaderInput implements InputStream {
   // Created on first read: a request whose body is never read (most GETs)
   // pays only for the checks below.
   #chunks: ChunkReader | null = null;
+  /** Where reads from the reader go; `#used` bytes of it are filled. */
   #buffer = EMPTY;
   #used = 0;
+  /** Whether part of the buffer was handed out to the application. */
+  #kept = false;
 
   /**
    * Read from `reader`, at most `limit` bytes.
@@ -289,27 +394,26 @@ export class ReaderInput implements InputStream {
   }
 
   get #input(): ChunkReader {
-    return this.#chunks ??= new ChunkReader(EMPTY, () => this.#pull());
+    return this.#chunks ??= new ChunkReader(EMPTY, {
+      pull: (kept) => this.#pull(kept),
+      direct: (target) => this.#readSome(target),
+      directMin: READ_BUFFER_SIZE,
+    });
   }
 
-  /** The next bytes from the reader, `null` at the end or the limit. */
-  #pull(): Uint8Array | null {
+  /** Read from the reader into `target`, no further than the limit: the
+   * count, `0` at the end. */
+  #readSome(target: Uint8Array): number {
     const remaining = this.#remaining;
-    if (remaining <= 0) return null;
-    // Short reads fill the rest of the same buffer: a new one is allocated
-    // only per READ_BUFFER_SIZE bytes received. Parts already handed out
-    // are never written again.
-    if (this.#used >= this.#buffer.length) {
-      this.#buffer = new Uint8Array(Math.min(READ_BUFFER_SIZE, remaining));
-      this.#used = 0;
-    }
-    const used = this.#used;
-    const space = this.#buffer.subarray(
-      used,
-      used + Math.min(this.#buffer.length - used, remaining),
-    );
+    if (remaining <= 0) return 0;
+    const space = target.length > remaining
+      ? target.subarray(0, remaining)
+      : target;
     const n = this.#reader.readSync(space);
-    if (n === null || n === 0) return null;
+    if (n === null || n === 0) {
+      this.#remaining = 0; // the end, before the limit
+      return 0;
+    }
     if (!Number.isInteger(n) || n < 0 || n > space.length) {
       throw new RangeError(
         `Cannot read from wsgi.input: readSync() returned ${
@@ -318,6 +422,31 @@ export class ReaderInput implements InputStream {
       );
     }
     this.#remaining = remaining - n;
+    return n;
+  }
+
+  /**
+   * The next bytes from the reader, `null` at the end or the limit. They
+   * go into the free end of the buffer; once it is full, a buffer nothing
+   * was handed out of (`readinto()` copies) is filled again from its
+   * start, and otherwise a new one is made: bytes the application holds
+   * are never written again.
+   */
+  #pull(kept: boolean): Uint8Array | null {
+    if (this.#remaining <= 0) return null;
+    if (kept) this.#kept = true;
+    if (!this.#kept) this.#used = 0;
+    else if (this.#used >= this.#buffer.length) this.#buffer = EMPTY;
+    if (this.#buffer.length === 0) {
+      this.#buffer = new Uint8Array(
+        Math.min(READ_BUFFER_SIZE, this.#remaining),
+      );
+      this.#used = 0;
+      this.#kept = false;
+    }
+    const used = this.#used;
+    const n = this.#readSome(this.#buffer.subarray(used));
+    if (n === 0) return null;
     this.#used = used + n;
     return this.#buffer.subarray(used, used + n);
   }
@@ -331,6 +460,19 @@ export class ReaderInput implements InputStream {
    */
   read(size?: number | null): Uint8Array {
     return this.#input.read(size);
+  }
+
+  /**
+   * Read into `buffer` up to its length, fewer only at the end: this
+   * package's extension of `wsgi.input`, Python's `readinto()`, which
+   * makes no new buffer (from 64 KiB, the reader fills `buffer` itself).
+   *
+   * @param buffer Where the bytes go.
+   * @returns How many bytes were read; `0` at the end.
+   * @throws {TypeError} When `buffer` is not a `Uint8Array`.
+   */
+  readinto(buffer: Uint8Array): number {
+    return this.#input.readinto(checkTarget(buffer));
   }
 
   /**

@@ -81,7 +81,15 @@ import type {
   SyncReader,
 } from "./types.ts";
 import { BaseCGIHandler, type OutputStream } from "./handlers.ts";
-import { concat, processStderr } from "./_io.ts";
+import { processStderr } from "./_io.ts";
+import {
+  closeThenThrow,
+  type Gate,
+  ResultLoop,
+  sendResult,
+  takeBack,
+  Unsent,
+} from "./_result.ts";
 import {
   BodyBudget,
   checkCount,
@@ -118,13 +126,11 @@ import {
 } from "./_fastcgi_connection.ts";
 import {
   closeResult,
-  isThenable,
   logLine,
   NO_OS_ENVIRON,
   quote,
   repr,
   RESOLVED,
-  returnIterator,
   typeName,
 } from "./_internal.ts";
 
@@ -173,7 +179,8 @@ const MAX_TIMER_DELAY = 2 ** 31 - 1;
  */
 export interface FastCGIOutput {
   /**
-   * Send bytes of the response; they are copied.
+   * Send bytes of the response. They are copied before this returns: the
+   * handler may reuse `data` then.
    *
    * @param data The bytes.
    */
@@ -189,6 +196,9 @@ export interface FastCGIOutput {
 }
 
 let handlerOutcome: (handler: FastCGIHandler) => Outcome;
+/** Whether the connection takes more of a handler's output now: `false`
+ * (pull the next chunk), or the promise of its `drain()`. */
+let whenOutputReady: Gate<FastCGIHandler>;
 
 /**
  * The `BaseCGIHandler` that answers one FastCGI request: its output is the
@@ -243,10 +253,9 @@ let handlerOutcome: (handler: FastCGIHandler) => Outcome;
  */
 export class FastCGIHandler extends BaseCGIHandler {
   #output: FastCGIOutput;
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
+  #unsent = new Unsent();
   #flushed = false;
-  #iterator: Iterator<unknown> | AsyncIterator<unknown> | null = null;
+  #loop: ResultLoop<FastCGIHandler> | null = null;
   #aborted = false;
   #cut = false;
   #finalStatus: string | null = null;
@@ -258,6 +267,10 @@ export class FastCGIHandler extends BaseCGIHandler {
       bytes: handler.status !== null ? handler.bytesSent : handler.#finalBytes,
       cut: handler.#cut,
     });
+    whenOutputReady = (handler) => {
+      const output = handler.#output;
+      return output.ready ? false : output.drain();
+    };
   }
 
   /**
@@ -291,106 +304,11 @@ export class FastCGIHandler extends BaseCGIHandler {
    * @returns A promise that settles when the body is sent.
    */
   override finishResponse(): Promise<void> {
-    try {
-      if (this.#aborted) throw requestAborted();
-      if (this.resultIsFile()) {
-        const sent = this.sendfile();
-        if (isThenable<boolean>(sent)) return this.#afterSendfile(sent);
-        if (sent) return this.close();
-      }
-      return this.#sendResult();
-    } catch (error) {
-      return this.#abandon(error);
+    if (this.#aborted) {
+      return closeThenThrow(this.result, this, requestAborted());
     }
-  }
-
-  async #afterSendfile(sending: PromiseLike<boolean>): Promise<void> {
-    let sent: boolean;
-    try {
-      sent = await sending;
-    } catch (error) {
-      return await this.#abandon(error);
-    }
-    return sent ? this.close() : this.#sendResult();
-  }
-
-  /** Iterate the result: synchronously while the connection keeps up. */
-  #sendResult(): Promise<void> {
-    const result = this.result as unknown as Partial<
-      Iterable<unknown> & AsyncIterable<unknown>
-    >;
-    const isSync = typeof result?.[Symbol.iterator] === "function";
-    if (!isSync && typeof result?.[Symbol.asyncIterator] !== "function") {
-      // Not iterable: BaseHandler refuses it with its own message.
-      return super.finishResponse();
-    }
-    let iterator: Iterator<unknown> | AsyncIterator<unknown>;
-    try {
-      iterator = isSync
-        ? result[Symbol.iterator]!()
-        : result[Symbol.asyncIterator]!();
-    } catch (error) {
-      return this.#abandon(error);
-    }
-    this.#iterator = iterator;
-    if (!isSync) return this.#sendLater(iterator, true);
-    const sync = iterator as Iterator<unknown>;
-    try {
-      for (;;) {
-        const step = sync.next();
-        if (step.done) break;
-        try {
-          this.write(step.value as Uint8Array);
-        } catch (error) {
-          sync.return?.();
-          throw error;
-        }
-        if (!this.#output.ready) return this.#sendLater(iterator, false);
-      }
-      this.#iterator = null;
-      this.finishContent();
-    } catch (error) {
-      this.#iterator = null;
-      return this.#abandon(error);
-    }
-    return this.close();
-  }
-
-  /** Go on iterating, awaiting the host (and an async iterator). */
-  async #sendLater(
-    iterator: Iterator<unknown> | AsyncIterator<unknown>,
-    isAsync: boolean,
-  ): Promise<void> {
-    try {
-      for (;;) {
-        if (!this.#output.ready) await this.#output.drain();
-        if (this.#aborted) throw requestAborted();
-        let step = iterator.next();
-        if (isAsync) step = await step;
-        // abort() has returned the iterator and closed the result.
-        if (this.#aborted) throw requestAborted();
-        if ((step as IteratorResult<unknown>).done) break;
-        try {
-          this.write((step as IteratorResult<unknown>).value as Uint8Array);
-        } catch (error) {
-          await returnIterator(iterator);
-          throw error;
-        }
-      }
-      this.#iterator = null;
-      this.finishContent();
-    } catch (error) {
-      this.#iterator = null;
-      await this.#abandon(error);
-    }
-    await this.close();
-  }
-
-  /** Close the result after an error, then throw it; not `close()`, which
-   * would reset the state `handleError()` still needs (bpo-29183). */
-  async #abandon(error: unknown): Promise<never> {
-    await closeResult(this.result, this);
-    throw error;
+    const loop = this.#loop = new ResultLoop(this, this.result);
+    return sendResult(this, loop, whenOutputReady);
   }
 
   /** `BaseHandler.finishContent`, then send what it wrote. */
@@ -431,10 +349,7 @@ export class FastCGIHandler extends BaseCGIHandler {
     }
     if (this.headersSent && !this.#flushed) {
       // Nothing has left: take it back, so the error page can go instead.
-      this.#pending = [];
-      this.#pendingBytes = 0;
-      this.headersSent = false;
-      this.bytesSent = 0;
+      takeBack(this, this.#unsent);
     }
     if (this.headersSent) this.#cut = true;
     await super.handleError(error);
@@ -450,13 +365,8 @@ export class FastCGIHandler extends BaseCGIHandler {
   abort(): void {
     if (this.#aborted) return;
     this.#aborted = true;
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    const iterator = this.#iterator;
-    this.#iterator = null;
-    if (iterator !== null) {
-      returnIterator(iterator).catch((error) => this.logException(error));
-    }
+    this.#unsent.clear();
+    this.#loop?.stop((error) => this.logException(error));
     try {
       const closing = closeResult(this.result, this);
       closing?.then(undefined, (error) => this.logException(error));
@@ -473,24 +383,16 @@ export class FastCGIHandler extends BaseCGIHandler {
    */
   override _write(data: Uint8Array): void {
     if (this.#aborted) throw requestAborted();
-    if (data.length > 0) {
-      this.#pending.push(data);
-      this.#pendingBytes += data.length;
-    }
+    this.#unsent.push(data);
   }
 
   /** Frame the bytes kept by `_write()` into `STDOUT` records and send
    * them. */
   override _flush(): void {
-    const pending = this.#pending;
-    if (pending.length === 0) return;
-    const data = pending.length === 1
-      ? pending[0]
-      : concat(pending, this.#pendingBytes);
-    this.#pending = [];
-    this.#pendingBytes = 0;
+    if (this.#unsent.bytes === 0) return;
     this.#flushed = true;
-    this.#output.write(data);
+    // write() copies: the shared buffer is free again when it returns.
+    this.#output.write(this.#unsent.takeShared());
   }
 }
 

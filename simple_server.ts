@@ -68,7 +68,14 @@ import type {
 } from "./types.ts";
 import { SimpleHandler } from "./handlers.ts";
 import { Headers } from "./headers.ts";
-import { BytesInput, concat, processStderr } from "./_io.ts";
+import { BytesInput, processStderr } from "./_io.ts";
+import {
+  closeThenThrow,
+  type Gate,
+  ResultLoop,
+  takeBack,
+  Unsent,
+} from "./_result.ts";
 import {
   clearStaleSocket,
   type FlagKind,
@@ -90,7 +97,6 @@ import {
   normalizeContentLength,
 } from "./_body.ts";
 import {
-  closeResult,
   isAscii,
   logLine,
   NO_OS_ENVIRON,
@@ -98,7 +104,6 @@ import {
   quote,
   repr,
   RESOLVED,
-  returnIterator,
   typeName,
   utf8ToLatin1,
 } from "./_internal.ts";
@@ -118,7 +123,6 @@ const NULL_BODY_STATUS: ReadonlySet<number> = new Set([101, 204, 205, 304]);
 const HEADER_KEY_CACHE_LIMIT = 512;
 /** Header name → `[CGI name, HTTP_ key]`, e.g. `x-a` → `["X_A", "HTTP_X_A"]`. */
 const HEADER_KEYS = new Map<string, [string, string]>();
-const EMPTY = new Uint8Array(0);
 
 /** The answer to a request whose Content-Length is not one length. */
 const BAD_LENGTH_APP = errorApp(
@@ -139,6 +143,9 @@ function onServeError(error: unknown): Response {
 
 /** `ServerHandler`'s `#cutShort()`, for the request handler. */
 let cutShort: (handler: ServerHandler, clientGone: boolean) => Promise<void>;
+/** Whether a `ServerHandler` holds bytes the client has not read: its
+ * result loop pauses then. */
+let hasUnsent: Gate<ServerHandler>;
 
 /** `ServerHandler` sends a `Response`; nothing is ever written to stdout. */
 const NO_OUTPUT = Object.freeze({
@@ -168,14 +175,18 @@ function isContentLength(name: string): boolean {
     isNamed(name, "Content-Length", "content-length");
 }
 
-/** Close `result` for `handler` after an error, then throw the error. */
-async function closeThenThrow(
-  result: unknown,
-  handler: object,
-  error: unknown,
-): Promise<never> {
-  await closeResult(result, handler);
-  throw error;
+/** The headers of a response as pairs: `Server` first if given, then the
+ * list but a `Content-Length` of `skipLength`. */
+function headerPairs(
+  list: HeaderList,
+  software: string | null,
+  skipLength: string | null,
+): [string, string][] {
+  const pairs: [string, string][] = software ? [["Server", software]] : [];
+  for (const pair of list) {
+    if (pair[1] !== skipLength || !isContentLength(pair[0])) pairs.push(pair);
+  }
+  return pairs;
 }
 
 /** Bodies up to this many bytes are sent as a string when they are ASCII. */
@@ -326,11 +337,9 @@ export class ServerHandler extends SimpleHandler {
 
   #list: HeaderList | null = null;
   #code = 0;
-  #pending: Uint8Array[] = [];
-  #pendingBytes = 0;
+  #unsent = new Unsent();
   #response: Response | null = null;
-  #iterator: Iterator<unknown> | AsyncIterator<unknown> | null = null;
-  #async = false;
+  #loop: ResultLoop<ServerHandler> | null = null;
   #over = false;
   #logged = false;
   /** Cut short by the request handler (timeout, shutdown, client gone). */
@@ -401,83 +410,56 @@ export class ServerHandler extends SimpleHandler {
     // result it returned at last, send nothing.
     if (this.#cut) return this.close();
     const result = this.result;
-    if (!Array.isArray(result)) return this.#finishStream();
-    // The common case, kept synchronous: the Response exists when this
-    // returns.
+    // An Array is sent whole, as one fixed body: the common case, kept
+    // synchronous (the Response exists when this returns). Any other
+    // result is pulled up to its first non-empty chunk (PEP 3333: the
+    // headers go out with it), or its end.
+    const loop = this.#loop = new ResultLoop(this, result, true);
+    const pumping = loop.pump(Array.isArray(result) ? undefined : hasUnsent);
+    if (pumping === undefined) return this.#respondFirst(loop);
+    return pumping.then(() => this.#respondFirst(loop), (error) => {
+      this.#unsend();
+      throw error;
+    });
+  }
+
+  /** Respond once the first chunk (or the end) is in. */
+  #respondFirst(loop: ResultLoop<ServerHandler>): Promise<void> {
+    if (loop.stopped) return RESOLVED; // cut short meanwhile: closed
+    if (!loop.done) return this.#respondOpen(loop);
     try {
-      for (const chunk of result as unknown[]) {
-        this.write(chunk as Uint8Array);
-      }
       this.finishContent();
       this.#respond(this.#fixedBody());
     } catch (error) {
       this.#unsend();
-      return closeThenThrow(result, this, error);
+      return closeThenThrow(loop.result, this, error);
     }
+    this.#over = true;
     return this.close();
   }
 
-  /** `finishResponse()` for a result that is not an `Array`. */
-  async #finishStream(): Promise<void> {
-    const result = this.result;
-    const iterable = result as Partial<
-      Iterable<unknown> & AsyncIterable<unknown>
-    >;
-    let iterator: Iterator<unknown> | AsyncIterator<unknown>;
-    if (typeof iterable?.[Symbol.iterator] === "function") {
-      iterator = iterable[Symbol.iterator]!();
-    } else if (typeof iterable?.[Symbol.asyncIterator] === "function") {
-      iterator = iterable[Symbol.asyncIterator]!();
-      this.#async = true;
-    } else {
-      // Not iterable: handlers.ts refuses it with its own message.
-      return super.finishResponse();
-    }
-    this.#iterator = iterator;
+  /** The result has more chunks: stream them as the client reads, or
+   * leave them unread when the status allows no body. */
+  async #respondOpen(loop: ResultLoop<ServerHandler>): Promise<void> {
     try {
-      // PEP 3333: no headers before the first non-empty chunk (or the end).
-      while (this.#pending.length === 0) {
-        let step = iterator.next();
-        if (this.#async) {
-          step = await step;
-          if (this.#cut) return; // closed meanwhile
-        }
-        if ((step as IteratorResult<unknown>).done) {
-          this.finishContent();
-          this.#respond(this.#fixedBody());
-          this.#over = true;
-          break;
-        }
-        const chunk = (step as IteratorResult<unknown>).value;
-        if (chunk instanceof Uint8Array && chunk.length === 0) continue;
-        try {
-          this.write(chunk as Uint8Array);
-        } catch (error) {
-          await returnIterator(iterator);
-          throw error;
-        }
+      if (!NULL_BODY_STATUS.has(this.#code)) {
+        this.#respond(
+          new ReadableStream<Uint8Array<ArrayBuffer>>({
+            start: (controller) => void (this.#controller = controller),
+            pull: (controller) => this.#pull(controller),
+            cancel: () => this.#cancel(),
+          }, { highWaterMark: 0 }),
+        );
+        return;
       }
-      if (!this.#over) {
-        if (NULL_BODY_STATUS.has(this.#code)) {
-          this.#respond(null);
-          this.#over = true;
-          await returnIterator(iterator);
-        } else {
-          this.#respond(
-            new ReadableStream<Uint8Array<ArrayBuffer>>({
-              start: (controller) => void (this.#controller = controller),
-              pull: (controller) => this.#pull(controller),
-              cancel: () => this.#cancel(),
-            }, { highWaterMark: 0 }),
-          );
-        }
-      }
+      this.#respond(null);
+      this.#over = true;
+      await loop.leave();
     } catch (error) {
       this.#unsend();
-      await closeResult(result, this);
-      throw error;
+      return await closeThenThrow(loop.result, this, error);
     }
-    if (this.#over) await this.close();
+    await this.close();
   }
 
   /**
@@ -529,10 +511,7 @@ export class ServerHandler extends SimpleHandler {
    * @param data The bytes.
    */
   override _write(data: Uint8Array): void {
-    if (data.length > 0) {
-      this.#pending.push(data);
-      this.#pendingBytes += data.length;
-    }
+    this.#unsent.push(data);
   }
 
   /** Nothing to flush: queued bytes go out as the client reads. */
@@ -598,18 +577,11 @@ export class ServerHandler extends SimpleHandler {
 
   /** Forget what was "sent": nothing has left while no Response exists. */
   #unsend(): void {
-    this.headersSent = false;
-    this.#pending = [];
-    this.#pendingBytes = 0;
+    takeBack(this, this.#unsent);
   }
 
   #fixedBody(): Uint8Array<ArrayBuffer> | null {
-    const pending = this.#pending;
-    const body = pending.length === 0
-      ? EMPTY
-      : concat(pending, this.#pendingBytes);
-    this.#pending = [];
-    this.#pendingBytes = 0;
+    const body = this.#unsent.take();
     return NULL_BODY_STATUS.has(this.#code)
       ? null
       : body as Uint8Array<ArrayBuffer>;
@@ -652,24 +624,22 @@ export class ServerHandler extends SimpleHandler {
     // one (Deno.serve adds Date). A plain object costs Deno.serve less to
     // read than an array of pairs (each pair goes through a sequence
     // conversion), when it can hold the headers in order.
-    const sent: [string, string][] = software ? [["Server", software]] : [];
-    let record: Record<string, string> | null = software
+    const skipLength = dropLength ? lengthText : null;
+    let headers: Record<string, string> | [string, string][] | null = software
       ? { Server: software }
       : {};
     for (let i = 0; i < list.length; i++) {
-      const pair = list[i];
-      const name = pair[0];
-      if (dropLength && isContentLength(name) && pair[1] === lengthText) {
-        continue;
+      const [name, value] = list[i];
+      if (value === skipLength && isContentLength(name)) continue;
+      // Repeated, inherited or integer names need the pairs.
+      const first = name.charCodeAt(0);
+      if ((first >= 0x30 && first <= 0x39) || name in headers) {
+        headers = null;
+        break;
       }
-      sent.push(pair);
-      if (record !== null) {
-        // Repeated, inherited or integer names need the pairs.
-        const first = name.charCodeAt(0);
-        if ((first >= 0x30 && first <= 0x39) || name in record) record = null;
-        else record[name] = pair[1];
-      }
+      headers[name] = value;
     }
+    headers ??= headerPairs(list, software, skipLength);
     const code = this.#code;
     // Deno.serve sends a small ASCII body for less as a string than as
     // bytes (it copies bytes first), and fastest of all with status 200 and
@@ -678,7 +648,6 @@ export class ServerHandler extends SimpleHandler {
     const text = typed && fixedLength > 0
       ? asciiText(body as Uint8Array)
       : null;
-    const headers = record ?? sent;
     try {
       this.#response = new Response(
         text ?? body,
@@ -695,23 +664,14 @@ export class ServerHandler extends SimpleHandler {
   async #pull(
     controller: ReadableStreamDefaultController<Uint8Array<ArrayBuffer>>,
   ) {
-    const iterator = this.#iterator!;
+    const loop = this.#loop!;
     try {
-      while (this.#pending.length === 0 && !this.#over) {
-        let step = iterator.next();
-        if (this.#async) step = await step;
-        if (this.#over) return; // cancelled while waiting
-        if ((step as IteratorResult<unknown>).done) {
-          this.#over = true;
-          this.finishContent();
-          break;
-        }
-        try {
-          this.write((step as IteratorResult<unknown>).value as Uint8Array);
-        } catch (error) {
-          await returnIterator(iterator);
-          throw error;
-        }
+      // One chunk per pull: the iterator advances as the client reads.
+      await loop.pump(hasUnsent);
+      if (loop.stopped) return; // cancelled or cut short while waiting
+      if (loop.done) {
+        this.#over = true;
+        this.finishContent();
       }
     } catch (error) {
       // The status and some bytes have left: log, close, cut it short.
@@ -725,14 +685,17 @@ export class ServerHandler extends SimpleHandler {
       }
       return;
     }
-    for (const chunk of this.#pending) {
+    const unsent = this.#unsent;
+    for (const chunk of unsent.chunks) {
       controller.enqueue(chunk as Uint8Array<ArrayBuffer>);
     }
-    this.#pending = [];
-    this.#pendingBytes = 0;
+    unsent.clear();
     if (this.#over) {
       try {
         await this.close();
+      } catch (error) {
+        // Every byte is out: the error is the server's to log.
+        this.logException(error);
       } finally {
         controller.close();
       }
@@ -741,6 +704,7 @@ export class ServerHandler extends SimpleHandler {
 
   static {
     cutShort = (handler, clientGone) => handler.#cutShort(clientGone);
+    hasUnsent = (handler) => handler.#unsent.bytes > 0;
   }
 
   /**
@@ -757,12 +721,7 @@ export class ServerHandler extends SimpleHandler {
     if (this.#response === null) this.#logged = true;
     if (this.#over) return RESOLVED; // the response is over already
     this.#over = true;
-    const iterator = this.#iterator;
-    if (iterator !== null) {
-      // Not awaited: a generator waiting inside next() only returns once
-      // that settles.
-      returnIterator(iterator).catch((error) => this.logException(error));
-    }
+    this.#loop?.stop((error) => this.logException(error));
     const controller = this.#controller;
     if (controller !== null && !clientGone) {
       const error = new Error("The response was cut short");
@@ -781,10 +740,14 @@ export class ServerHandler extends SimpleHandler {
   async #cancel(): Promise<void> {
     if (this.#over) return;
     this.#over = true;
-    // Not awaited: an async generator waiting inside next() only returns
-    // once that settles, and close() must not wait for it.
-    returnIterator(this.#iterator!).catch((error) => this.logException(error));
-    await this.close();
+    // close() does not wait for the iterator's return(): an async
+    // generator waiting inside next() only returns once that settles.
+    this.#loop!.stop((error) => this.logException(error));
+    try {
+      await this.close();
+    } catch (error) {
+      this.logException(error);
+    }
   }
 }
 
@@ -1931,8 +1894,11 @@ export class WSGIRequestHandler {
     const response = handler.response;
     if (response !== null) {
       // Ready at once (a synchronous application and an Array result): the
-      // rest of run(), close() and the access log, follows on its own.
-      running.catch((error) => handler.logException(error));
+      // rest of run(), close() and the access log, follows on its own (or
+      // is over already: then nothing is left to catch).
+      if (running !== RESOLVED) {
+        running.catch((error) => handler.logException(error));
+      }
       return response;
     }
     return running.then(() => handler.response!);

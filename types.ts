@@ -61,6 +61,14 @@ export interface InputStream {
   readlines(hint?: number): Uint8Array[];
   /** Iterate over the remaining lines. */
   [Symbol.iterator](): Iterator<Uint8Array>;
+  /**
+   * Read into `buffer` up to its length, fewer only at the end, and return
+   * how many bytes were read (`0` at the end), as Python's `readinto()`.
+   * An extension of this package, not PEP 3333: its servers' inputs have
+   * it; check for it before use. Unlike `read()`, it makes no new buffer,
+   * so a large body read in a loop leaves no garbage behind.
+   */
+  readinto?(buffer: Uint8Array): number;
 }
 
 /**

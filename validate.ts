@@ -124,10 +124,12 @@ export class WSGIWarning extends Error {
 export interface ValidatorOptions {
   /**
    * Refuse what PEP 3333 allows but a portable application avoids: this
-   * package's async extension (an application that returns a promise, a
-   * result that is only an `AsyncIterable`) and, as wsgiref's validator
-   * does, a `wsgi.input.read()` without a size. Without `strict`, that
-   * `read()` only draws a `WSGIWarning`.
+   * package's extensions (an application that returns a promise, a result
+   * that is only an `AsyncIterable`, `wsgi.input.readinto()`) and, as
+   * wsgiref's validator does, a `wsgi.input.read()` without a size.
+   * Without `strict`, that `read()` only draws a `WSGIWarning`, and
+   * `readinto()` is checked and passed through when the server's input
+   * has it.
    *
    * @default {false}
    */
@@ -861,9 +863,50 @@ function checkLine(method: string, line: unknown, limit: number): Uint8Array {
 /** `wsgi.input` as the application sees it. */
 class InputWrapper implements InputStream {
   #interaction: Interaction;
+  /** Present when the server's input has it (an extension: see
+   * `InputStream`), so that the application may test for it. */
+  readinto?: (buffer: Uint8Array) => number;
 
   constructor(interaction: Interaction) {
     this.#interaction = interaction;
+    const input = interaction.input as Partial<InputStream>;
+    if (typeof input.readinto === "function") {
+      this.readinto = (...args: unknown[]) => this.#readinto(args);
+    }
+  }
+
+  /** `readinto()`, checked on both sides; refused in strict mode, as the
+   * other extension is: PEP 3333 servers do not have it. */
+  #readinto(args: unknown[]): number {
+    const state = this.#interaction;
+    if (state.strict) {
+      fail(
+        "wsgi.input.readinto() is an extension of @wsgi/wsgiref: validator(app, { strict: true }) refuses it; use read(size)",
+      );
+    }
+    const buffer = args[0];
+    if (args.length !== 1 || !(buffer instanceof Uint8Array)) {
+      fail(
+        `wsgi.input.readinto() takes one Uint8Array (got ${
+          args.length === 1 ? show(buffer) : `${args.length} arguments`
+        })`,
+      );
+    }
+    state.beforeInput(buffer.length);
+    const n = callStream(
+      "wsgi.input",
+      state.input,
+      () => state.input.readinto!(buffer),
+    );
+    if (!Number.isInteger(n) || n < 0 || n > buffer.length) {
+      fail(
+        `wsgi.input.readinto() must return a byte count from 0 to ${buffer.length} (got ${
+          show(n)
+        })`,
+      );
+    }
+    state.afterInput(n);
+    return n;
   }
 
   read(...args: unknown[]): Uint8Array {

@@ -14,12 +14,17 @@ import {
   END_REQUEST,
   endRequestRecord,
   frame,
+  frameBuffer,
+  joinFrames,
+  latin1Text,
   MAX_CONTENT,
   PARAMS,
   paramsToEnviron,
   ProtocolError,
+  putEndRequest,
   record,
   RecordReader,
+  releaseFrame,
   STDIN,
   STDOUT,
 } from "../_fastcgi_record.ts";
@@ -87,6 +92,73 @@ Deno.test("frame() cuts data into padded records (spec 3.3)", async (t) => {
       [1, 6, 0, 1, 0, 1, 7, 0],
     );
     assert.equal(two[65552], 9);
+  });
+});
+
+Deno.test("frameBuffer() reuses released buffers, and frame() and putEndRequest() write each byte of them", async (t) => {
+  /** A pooled buffer of `size` bytes full of 0xEE, given back. */
+  const dirty = (size: number) => {
+    const buffer = frameBuffer(size);
+    buffer.fill(0xee);
+    releaseFrame(buffer);
+    return buffer.buffer;
+  };
+  await t.step("padding is zeros", () => {
+    const used = dirty(16);
+    const out = frame(STDOUT, 1, ascii("hello"));
+    assert.equal(out.buffer, used);
+    assert.deepEqual(out, bytes(1, 6, 0, 1, 0, 5, 3, 0, "hello", 0, 0, 0));
+    releaseFrame(out);
+  });
+  await t.step("END_REQUEST's reserved bytes are zeros", () => {
+    const used = dirty(16);
+    const out = frameBuffer(16);
+    assert.equal(out.buffer, used);
+    putEndRequest(out, 0, 1, 0, 0);
+    assert.deepEqual(out, bytes(1, END_REQUEST, 0, 1, 0, 8, 0, 0, zeros(8)));
+    releaseFrame(out);
+  });
+  await t.step("joinFrames() joins and releases the frames", () => {
+    const a = frame(STDOUT, 1, ascii("ab"));
+    const b = frame(STDOUT, 1, ascii("c"));
+    const joined = joinFrames([a, b], a.length + b.length);
+    assert.deepEqual(
+      joined,
+      bytes(
+        1,
+        6,
+        0,
+        1,
+        0,
+        2,
+        6,
+        0,
+        "ab",
+        zeros(6),
+        1,
+        6,
+        0,
+        1,
+        0,
+        1,
+        7,
+        0,
+        "c",
+        zeros(7),
+      ),
+    );
+    assert.equal(frameBuffer(8).buffer, b.buffer);
+    assert.equal(frameBuffer(8).buffer, a.buffer);
+  });
+  await t.step("a large frame, and one too large to pool", () => {
+    const large = frameBuffer(20_000);
+    assert.equal(large.length, 20_000);
+    releaseFrame(large);
+    assert.equal(frameBuffer(30_000).buffer, large.buffer);
+    const huge = frameBuffer(200_000);
+    assert.equal(huge.buffer.byteLength, 200_000);
+    releaseFrame(huge);
+    assert.notEqual(frameBuffer(200_000).buffer, huge.buffer);
   });
 });
 
@@ -212,7 +284,15 @@ Deno.test("paramsToEnviron() makes latin-1 strings and folds nginx's HTTP_CONTEN
       {},
     ],
     ["__proto__ is dropped", bytes(9, 1, "__proto__", "x"), {}],
+    [
+      "4-byte lengths",
+      bytes(0x80, 0, 0, 1, 0x80, 0, 0, 200, "A", "v".repeat(200)),
+      { A: "v".repeat(200) },
+    ],
     ["a malformed pair: null", bytes(3, 3, "ab"), null],
+    ["a name length alone: null", bytes(3), null],
+    ["a 4-byte length cut short: null", bytes(1, 0x80, 0, 0), null],
+    ["a good pair, then a bad one: null", bytes(1, 1, "ab", 5, 0), null],
   ];
   for (const [name, data, expected] of cases) {
     await t.step(name, () => {
@@ -225,6 +305,25 @@ Deno.test("paramsToEnviron() makes latin-1 strings and folds nginx's HTTP_CONTEN
         assert.equal(Object.getPrototypeOf(environ), Object.prototype);
       }
     });
+  }
+});
+
+Deno.test("latin1Text() turns each byte into the char of its code, as latin-1 does", async (t) => {
+  // The definition of latin-1 (ISO 8859-1): byte n is U+00nn.
+  const latin1 = (data: Uint8Array) =>
+    Array.from(data, (b) => String.fromCharCode(b)).join("");
+  const cases: [string, Uint8Array][] = [
+    ["ASCII", ascii("REQUEST_METHOD GET /a?b=c")],
+    ["empty", new Uint8Array(0)],
+    ["UTF-8 text stays bytes", bytes("/caf", 0xc3, 0xa9)],
+    ["C1 controls (windows-1252 maps them elsewhere)", bytes(0x80, 0x9f, 0x8d)],
+    ["a leading UTF-8 BOM is kept", bytes(0xef, 0xbb, 0xbf, "x")],
+    ["invalid UTF-8", bytes("a", 0xff, 0xfe, "b", 0xc3)],
+    ["every byte", Uint8Array.from({ length: 256 }, (_, i) => i)],
+    ["long ASCII", ascii("x".repeat(300))],
+  ];
+  for (const [name, data] of cases) {
+    await t.step(name, () => assert.equal(latin1Text(data), latin1(data)));
   }
 });
 

@@ -1073,6 +1073,47 @@ Deno.test("BaseHandler.write() sends headers before the first chunk and flushes 
   await handler.close();
 });
 
+Deno.test("BaseHandler.sendHeaders() writes the preamble and headers at once, or through the methods a subclass replaced", async (t) => {
+  const app = APPS.one;
+  const head = "Status: 200 OK\r\nContent-Type: text/plain\r\n" +
+    "Content-Length: 5\r\n\r\n";
+  await t.step("neither replaced: one write", async () => {
+    const { output, stdout } = await runApp(app);
+    assert.equal(output, head + "Hello");
+    assert.deepEqual(stdout.chunks.map(decodeLatin1), [head, "Hello"]);
+  });
+  await t.step("sendPreamble() replaced", async () => {
+    const { output, stdout } = await runApp(app, {
+      configure: (handler) => {
+        handler.sendPreamble = function (this: SimpleHandler) {
+          this._write(enc("Status: 299 Mine\r\n"));
+        };
+      },
+    });
+    assert.equal(output, head.replace("200 OK", "299 Mine") + "Hello");
+    assert.equal(stdout.chunks.length, 3);
+  });
+  await t.step("toBytes() replaced through headersClass", async () => {
+    class Upper extends Headers {
+      override toBytes(): Uint8Array {
+        return enc(this.toString().toUpperCase());
+      }
+    }
+    const { output } = await runApp(app, {
+      configure: (handler) => void (handler.headersClass = Upper),
+    });
+    assert.equal(
+      output,
+      "Status: 200 OK\r\nCONTENT-TYPE: TEXT/PLAIN\r\nCONTENT-LENGTH: 5\r\n\r\nHello",
+    );
+  });
+  await t.step("an origin server's preamble, in one write too", async () => {
+    const { output, stdout } = await runApp(app, { cgi: false });
+    assert.match(output, /^HTTP\/1\.0 200 OK\r\nDate: <date>\r\n/);
+    assert.equal(stdout.chunks.length, 2);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // Errors
 
@@ -1977,14 +2018,16 @@ Deno.test("BaseCGIHandler streams a FileWrapper of a Deno.FsFile block by block"
     const head =
       "Status: 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n";
     assert.equal(stdout.text, head + decodeLatin1(content));
-    // Two header writes, then 13 blocks, each read just before it is sent.
-    const body = positions.slice(2);
+    // The status line and headers in one write, then 13 blocks, each read
+    // just before it is sent.
+    assert.equal(sizes[0], head.length);
+    const body = positions.slice(1);
     assert.equal(body.length, 13);
     assert.deepEqual(
       body,
       body.map((_, i) => Math.min((i + 1) * 8192, 100_000)),
     );
-    assert.ok(sizes.slice(2).every((size) => size <= 8192));
+    assert.ok(sizes.slice(1).every((size) => size <= 8192));
     // The handler closed the wrapper, which closed the file.
     assert.throws(
       () => file.seekSync(0, Deno.SeekMode.Current),

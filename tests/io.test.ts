@@ -302,6 +302,90 @@ Deno.test("ReaderInput fills one buffer across short reads without overwriting",
   assert.equal(input.read().length, 0);
 });
 
+Deno.test("ReaderInput refills one buffer for readinto(), never one read() handed out", async (t) => {
+  const data = Uint8Array.from({ length: 300 }, (_, i) => i);
+  await t.step("readinto() alone: the same buffer from its start", () => {
+    const r = reader(data, 10);
+    const input = new ReaderInput(r);
+    const target = new Uint8Array(10);
+    for (let i = 0; i < 30; i++) {
+      assert.equal(input.readinto(target), 10);
+      assert.deepEqual(target, data.subarray(i * 10, i * 10 + 10));
+    }
+    assert.equal(input.readinto(target), 0);
+    // Each refill asks for the whole 64 KiB buffer again (read() would
+    // have asked for what is left of it: 65526, 65516...).
+    assert.ok(r.asked.every((n) => n === 65536), `asked ${r.asked}`);
+  });
+  await t.step("read() then readinto(): the piece read stays intact", () => {
+    const r = reader(data, 10);
+    const input = new ReaderInput(r, data.length);
+    const piece = input.read(10);
+    const target = new Uint8Array(10);
+    for (let i = 1; i < 30; i++) {
+      assert.equal(input.readinto(target), 10);
+      assert.deepEqual(target, data.subarray(i * 10, i * 10 + 10));
+    }
+    assert.deepEqual(piece, data.subarray(0, 10));
+  });
+  await t.step(
+    "readinto() then read(): a new buffer only once one is kept",
+    () => {
+      const r = reader(data);
+      const input = new ReaderInput(r, data.length);
+      assert.equal(input.readinto(new Uint8Array(5)), 5);
+      const rest = input.read();
+      assert.deepEqual(rest, data.subarray(5));
+      assert.deepEqual(r.asked, [300]);
+    },
+  );
+});
+
+Deno.test("InputStream.readinto() fills a buffer as read() would", async (t) => {
+  const data = encoder.encode("hello\nworld\n");
+  for (const [name, make] of inputs(data)) {
+    await t.step(name, () => {
+      const input = make() as InputStream & {
+        readinto(buffer: Uint8Array): number;
+      };
+      const buffer = new Uint8Array(5);
+      assert.equal(input.readinto(buffer), 5);
+      assert.equal(text(buffer), "hello");
+      assert.equal(input.readinto(new Uint8Array(0)), 0);
+      assert.equal(text(input.read(1)), "\n");
+      assert.equal(input.readinto(buffer), 5);
+      assert.equal(text(buffer), "world");
+      buffer.fill(0x2e);
+      assert.equal(input.readinto(buffer), 1); // the last byte
+      assert.equal(text(buffer), "\n....");
+      assert.equal(input.readinto(buffer), 0);
+      assert.throws(
+        () => input.readinto("abc" as unknown as Uint8Array),
+        {
+          name: "TypeError",
+          message:
+            "Cannot read into the buffer: wsgi.input.readinto() takes a Uint8Array, not string 'abc'",
+        },
+      );
+    });
+  }
+});
+
+Deno.test("ReaderInput.readinto() reads a buffer as large as its own straight into it", () => {
+  const data = Uint8Array.from({ length: 200_000 }, (_, i) => i % 251);
+  const r = reader(data);
+  const input = new ReaderInput(r, data.length);
+  const buffer = new Uint8Array(65536);
+  let total = 0;
+  for (let n; (n = input.readinto(buffer)) > 0;) {
+    assert.deepEqual(buffer.subarray(0, n), data.subarray(total, total + n));
+    total += n;
+  }
+  assert.equal(total, data.length);
+  // No 64 KiB buffer of its own: the reader filled the caller's each time.
+  assert.deepEqual(r.asked, [65536, 65536, 65536, 200_000 - 3 * 65536]);
+});
+
 Deno.test("ReaderInput reads lazily", () => {
   const r = reader(encoder.encode("line\nmore"));
   const input = new ReaderInput(r);

@@ -1974,6 +1974,100 @@ Deno.test("validator(app, { strict: true }) refuses wsgi.input.read() without a 
   }
 });
 
+Deno.test("wsgi.input.readinto() passes through the validator when the server's input has it", async (t) => {
+  type WithReadinto = InputStream & { readinto?(b: Uint8Array): number };
+  await t.step(
+    "reads and counts the bytes against CONTENT_LENGTH",
+    async () => {
+      const seen: string[] = [];
+      const warnings = await withStreams((environ) => {
+        const input = environ["wsgi.input"] as WithReadinto;
+        const buffer = new Uint8Array(3);
+        for (let n; (n = input.readinto!(buffer)) > 0;) {
+          seen.push(decoder.decode(buffer.subarray(0, n)));
+        }
+        input.readinto!(buffer); // past the end: warned once
+      }, postEnviron("abcdefg"));
+      assert.deepEqual(seen, ["abc", "def", "g"]);
+      assert.equal(
+        warnings,
+        "WSGIWarning: wsgi.input read past CONTENT_LENGTH ('7'): the application should not read more than CONTENT_LENGTH bytes\n",
+      );
+    },
+  );
+  await t.step("absent when the server's input has none", async () => {
+    let present: unknown = null;
+    const plain: InputStream = {
+      read: () => new Uint8Array(0),
+      readline: () => new Uint8Array(0),
+      readlines: () => [],
+      [Symbol.iterator]: () => [][Symbol.iterator](),
+    };
+    await withStreams((environ) => {
+      present = (environ["wsgi.input"] as WithReadinto).readinto;
+    }, { "wsgi.input": plain });
+    assert.equal(present, undefined);
+  });
+  const bad: [string, (input: WithReadinto) => unknown, string][] = [
+    [
+      "a string",
+      (i) => i.readinto!("abc" as unknown as Uint8Array),
+      "wsgi.input.readinto() takes one Uint8Array (got 'abc')",
+    ],
+    [
+      "no argument",
+      (i) => (i.readinto as () => number)(),
+      "wsgi.input.readinto() takes one Uint8Array (got 0 arguments)",
+    ],
+  ];
+  for (const [name, call, message] of bad) {
+    await t.step(`refuses ${name}`, () => {
+      const app: Application = (environ, startResponse) => {
+        call(environ["wsgi.input"] as WithReadinto);
+        startResponse("200 OK", TEXT);
+        return [];
+      };
+      throwsAssertion(
+        () =>
+          validator(app)(
+            makeEnviron(postEnviron("x")),
+            fakeServer().startResponse,
+          ),
+        message,
+      );
+    });
+  }
+  /** Reads two bytes with readinto(). */
+  const readsTwo: Application = (environ, startResponse) => {
+    (environ["wsgi.input"] as WithReadinto).readinto!(new Uint8Array(2));
+    startResponse("200 OK", TEXT);
+    return [];
+  };
+  await t.step("refuses a server's count out of range", () => {
+    const lying = Object.assign(new BytesInput(bytes("xyz")), {
+      readinto: () => 5,
+    });
+    throwsAssertion(
+      () =>
+        validator(readsTwo)(
+          makeEnviron({ ...postEnviron("xyz"), "wsgi.input": lying }),
+          fakeServer().startResponse,
+        ),
+      "wsgi.input.readinto() must return a byte count from 0 to 2 (got 5)",
+    );
+  });
+  await t.step("refused in strict mode: PEP 3333 servers lack it", () => {
+    throwsAssertion(
+      () =>
+        validator(readsTwo, { strict: true })(
+          makeEnviron(postEnviron("xyz")),
+          fakeServer().startResponse,
+        ),
+      "wsgi.input.readinto() is an extension of @wsgi/wsgiref: validator(app, { strict: true }) refuses it; use read(size)",
+    );
+  });
+});
+
 Deno.test("validator(app, { strict: true }) accepts read(-1), read(-5) and read(null) silently, as CPython's validator does", async (t) => {
   for (const [name, read] of SIZED_REST_READS) {
     await t.step(name, () => {
