@@ -26,7 +26,7 @@
 
 import type { Application, InputStream } from "./types.ts";
 import { BytesInput, concat, ReaderInput } from "./_io.ts";
-import { quote, typeName } from "./_internal.ts";
+import { quote, repr, typeName } from "./_internal.ts";
 
 const MIB = 1024 * 1024;
 /** Bodies up to this many bytes stay in memory by default. */
@@ -197,6 +197,52 @@ export function checkCount(
     );
   }
   return value;
+}
+
+/** A TCP port option: an integer from 0 (any free port) to 65535. */
+export function checkPort(port: unknown): asserts port is number {
+  if (typeof port !== "number" || !Number.isInteger(port)) {
+    throw new TypeError(
+      `Cannot create the server: the port must be an integer, not ${
+        typeName(port)
+      } ${quote(port)}`,
+    );
+  }
+  if (port < 0 || port > 65535) {
+    throw new RangeError(
+      `Cannot create the server: the port must be from 0 to 65535, not ${port}`,
+    );
+  }
+}
+
+/** A `handlerClass` option: anything callable with `new`. */
+export function checkHandlerClass<T>(handlerClass: T): T {
+  if (typeof handlerClass !== "function") {
+    throw new TypeError(
+      `Cannot create the server: handlerClass must be a class, not ${
+        typeName(handlerClass)
+      } ${repr(handlerClass)}`,
+    );
+  }
+  return handlerClass;
+}
+
+/** The body options both servers take, checked, with their defaults. */
+export function checkBodyOptions(
+  options: { spoolThreshold?: unknown; maxBodySize?: unknown },
+): { spoolThreshold: number; maxBodySize: number } {
+  return {
+    spoolThreshold: checkSize(
+      options.spoolThreshold,
+      "spoolThreshold",
+      DEFAULT_SPOOL_THRESHOLD,
+    ),
+    maxBodySize: checkSize(
+      options.maxBodySize,
+      "maxBodySize",
+      DEFAULT_MAX_BODY_SIZE,
+    ),
+  };
 }
 
 /** One element of a Content-Length list: digits, with optional spaces and

@@ -1056,7 +1056,9 @@ export class Connection {
   #log(request: Request, status: string | null, bytes: number): void {
     // A request dropped before its parameters were complete is no request.
     if (request.environ === null) return;
-    const code = status === null ? "-" : status.split(" ", 1)[0];
+    // startResponse() has checked that a status begins with 3 digits and
+    // a space: no split (and no array) per request.
+    const code = status === null ? "-" : status.slice(0, 3);
     this.#core.logRequest(request.environ, code, bytes);
   }
 

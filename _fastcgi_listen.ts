@@ -28,6 +28,7 @@ import net from "node:net";
 import type { ByteStream } from "./_fastcgi_connection.ts";
 import { quote, repr, typeName } from "./_internal.ts";
 import { clearStaleSocket, socketInode } from "./_program.ts";
+import { checkPort } from "./_body.ts";
 
 /** A connection a listener accepted. */
 export interface AcceptedStream extends ByteStream {
@@ -134,18 +135,7 @@ export function listen(
       } ${quote(hostname)}`,
     );
   }
-  if (typeof port !== "number" || !Number.isInteger(port)) {
-    throw new TypeError(
-      `Cannot create the server: the port must be an integer, not ${
-        typeName(port)
-      } ${quote(port)}`,
-    );
-  }
-  if (port < 0 || port > 65535) {
-    throw new RangeError(
-      `Cannot create the server: the port must be from 0 to 65535, not ${port}`,
-    );
-  }
+  checkPort(port);
   const listener = Deno.listen({
     transport: "tcp",
     hostname: hostname === "" ? "0.0.0.0" : hostname,

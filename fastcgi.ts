@@ -92,10 +92,10 @@ import {
 } from "./_result.ts";
 import {
   BodyBudget,
+  checkBodyOptions,
   checkCount,
+  checkHandlerClass,
   checkSize,
-  DEFAULT_MAX_BODY_SIZE,
-  DEFAULT_SPOOL_THRESHOLD,
 } from "./_body.ts";
 import {
   type FlagKind,
@@ -129,7 +129,6 @@ import {
   logLine,
   NO_OS_ENVIRON,
   quote,
-  repr,
   RESOLVED,
   typeName,
 } from "./_internal.ts";
@@ -728,25 +727,13 @@ export class FastCGIServer {
       );
     }
     const { quiet = false, tempDir, handlerClass = FastCGIHandler } = options;
-    if (typeof handlerClass !== "function") {
-      throw new TypeError(
-        `Cannot create the server: handlerClass must be a class, not ${
-          typeName(handlerClass)
-        } ${repr(handlerClass)}`,
-      );
-    }
+    checkHandlerClass(handlerClass);
     this.quiet = Boolean(quiet);
     this.tempDir = tempDir;
-    this.spoolThreshold = checkSize(
-      options.spoolThreshold,
-      "spoolThreshold",
-      DEFAULT_SPOOL_THRESHOLD,
-    );
-    this.maxBodySize = checkSize(
-      options.maxBodySize,
-      "maxBodySize",
-      DEFAULT_MAX_BODY_SIZE,
-    );
+    ({
+      spoolThreshold: this.spoolThreshold,
+      maxBodySize: this.maxBodySize,
+    } = checkBodyOptions(options));
     this.maxParamsSize = checkSize(
       options.maxParamsSize,
       "maxParamsSize",

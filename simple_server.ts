@@ -90,9 +90,10 @@ import {
   bodyErrorApp,
   BodySpool,
   BodyTooLarge,
+  checkBodyOptions,
+  checkHandlerClass,
+  checkPort,
   checkSize,
-  DEFAULT_MAX_BODY_SIZE,
-  DEFAULT_SPOOL_THRESHOLD,
   errorApp,
   normalizeContentLength,
 } from "./_body.ts";
@@ -1171,25 +1172,8 @@ export class WSGIServer {
       );
     }
     const [host, port] = serverAddress;
-    if (typeof port !== "number" || !Number.isInteger(port)) {
-      throw new TypeError(
-        `Cannot create the server: the port must be an integer, not ${
-          typeName(port)
-        } ${quote(port)}`,
-      );
-    }
-    if (port < 0 || port > 65535) {
-      throw new RangeError(
-        `Cannot create the server: the port must be from 0 to 65535, not ${port}`,
-      );
-    }
-    if (typeof handlerClass !== "function") {
-      throw new TypeError(
-        `Cannot create the server: handlerClass must be a class, not ${
-          typeName(handlerClass)
-        } ${repr(handlerClass)}`,
-      );
-    }
+    checkPort(port);
+    checkHandlerClass(handlerClass);
     const {
       quiet = false,
       bindAndActivate = true,
@@ -1201,16 +1185,10 @@ export class WSGIServer {
     if (path !== undefined) checkSocketPath(path, host, port, cert, key);
     this.handlerClass = handlerClass;
     this.quiet = Boolean(quiet);
-    this.spoolThreshold = checkSize(
-      options.spoolThreshold,
-      "spoolThreshold",
-      DEFAULT_SPOOL_THRESHOLD,
-    );
-    this.maxBodySize = checkSize(
-      options.maxBodySize,
-      "maxBodySize",
-      DEFAULT_MAX_BODY_SIZE,
-    );
+    ({
+      spoolThreshold: this.spoolThreshold,
+      maxBodySize: this.maxBodySize,
+    } = checkBodyOptions(options));
     this.gracefulTimeout = checkSize(
       options.gracefulTimeout,
       "gracefulTimeout",
@@ -2018,7 +1996,7 @@ const DEFAULT_HANDLE = WSGIRequestHandler.prototype.handle;
  * ```ts ignore
  * import { demoApp, makeServer } from "@wsgi/wsgiref/simple_server";
  *
- * // nginx: proxy_pass http://unix:/run/app/http.sock;
+ * // nginx: proxy_pass http://unix:/run/app/http.sock:;
  * await using server = makeServer("", 0, demoApp, {
  *   path: "/run/app/http.sock",
  *   requestTimeout: 60_000, // cut a request still running after a minute
