@@ -144,6 +144,11 @@ const DEFAULT_DISK_BUDGET = 4096 * MIB;
 const DEFAULT_IDLE_TIMEOUT = 60_000;
 const DEFAULT_READ_TIMEOUT = 60_000;
 const DEFAULT_GRACEFUL_TIMEOUT = 30_000;
+/** How long a connection must have had no request in progress before a
+ * new connection past `maxConnections` may take its place: one opened or
+ * used just now is likely to carry the host's next request, and a new
+ * connection past the limit is otherwise closed at once. */
+const EVICTABLE_AFTER_MS = 1000;
 /** The time limits are checked this often at most, and at least four
  * times per the shortest of them (so a timeout is late by a quarter of it
  * at most). */
@@ -471,10 +476,10 @@ export interface FastCGIServerOptions {
   tempDir?: string;
   /**
    * The most host connections open at once (`FCGI_MAX_CONNS`). A
-   * connection accepted beyond it takes the place of the connection idle
-   * the longest (one without a request in progress), or, when none is
-   * idle, is closed at once: a web server then fails over at once instead
-   * of waiting in the listen queue.
+   * connection accepted beyond it is closed at once (a web server then
+   * fails over at once instead of waiting in the listen queue), unless a
+   * connection has had no request in progress for a second or more: then
+   * the one idle the longest is closed, and the new one takes its place.
    *
    * @default {1024}
    */
@@ -616,7 +621,9 @@ export interface FastCGIServerOptions {
  * Time, memory and trust limits keep one host, or one peer that is no
  * web server, from taking the gateway: connections idle for `idleTimeout`
  * are closed, requests whose input stops for `readTimeout` dropped, and a
- * connection past `maxConnections` takes the place of the idlest one;
+ * connection past `maxConnections` is closed at once, unless one has had
+ * no request in progress for a second: the idlest of those is closed in
+ * its place;
  * each connection holds at most `maxRequestsPerConnection` requests; the
  * request bodies and parameters held in memory, and the bodies spooled to
  * disk, stay within `memoryBudget` and `diskBudget` (past them, a 503).
@@ -965,7 +972,7 @@ export class FastCGIServer {
         // Gone already.
       }
       this.#log(
-        `Refused the connection: ${this.maxConnections} connections are open, each with a request in progress (maxConnections)`,
+        `Refused the connection: ${this.maxConnections} connections are open, none idle for ${EVICTABLE_AFTER_MS} ms (maxConnections)`,
         peer,
       );
       return;
@@ -981,7 +988,7 @@ export class FastCGIServer {
   }
 
   /** Close the connection idle the longest, to make room for a new one;
-   * `false` when every connection has a request in progress. */
+   * `false` when none has been idle for `EVICTABLE_AFTER_MS`. */
   #evictIdle(): boolean {
     let oldest: Connection | null = null;
     for (const connection of this.#connections) {
@@ -990,7 +997,9 @@ export class FastCGIServer {
         (oldest === null || connection.lastActivity < oldest.lastActivity)
       ) oldest = connection;
     }
-    if (oldest === null) return false;
+    if (
+      oldest === null || Date.now() - oldest.lastActivity < EVICTABLE_AFTER_MS
+    ) return false;
     this.#log(
       `Closed the connection to make room for a new one: ${this.maxConnections} connections are open (maxConnections), this one idle the longest`,
       oldest.peer,

@@ -884,7 +884,7 @@ Deno.test("makeFastCGIServer() answers a 503 and OVERLOADED over maxRequests", a
   }, { quiet: true, maxRequests: 1 });
 });
 
-Deno.test("makeFastCGIServer() makes room past maxConnections: the idlest connection goes, else the new one", async (t) => {
+Deno.test("makeFastCGIServer() past maxConnections closes the new connection at once, unless one has been idle a second: that one goes", async (t) => {
   const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
   await withGateway(t, async (gateway, t) => {
     const server = gateway.server;
@@ -893,27 +893,52 @@ Deno.test("makeFastCGIServer() makes room past maxConnections: the idlest connec
       const client = await gateway.connect();
       open.push(client);
       await waitFor(() => server.acceptedConnections === count, "accepted");
-      // Apart in time: which one has been idle the longest is clear.
-      await pause(20);
       return client;
+    };
+    const refusedAtOnce = async (path: string) => {
+      const client = await gateway.connect();
+      open.push(client);
+      await client.send(requestRecords(getParams(path))).catch(() => {});
+      assert.deepEqual(await client.untilClosed(1000), []);
+      assert.equal(gateway.stats.started[path], undefined);
+    };
+    const hello = async (client: FcgiClient, path: string) => {
+      const response = await client.request(getParams(path), {
+        keepConn: true,
+      });
+      assert.equal(
+        decoder.decode(parseCgi(response.stdout).body),
+        `Hello ${path}\n`,
+      );
     };
     try {
       const first = await connect(1);
+      await pause(50); // which one has been idle the longest is clear
       const second = await connect(2);
       await t.step("at maxConnections: both open", () => {
         assert.equal(server.openConnections, 2);
       });
       await t.step(
-        "one over, all idle: the idlest closed, the new one served",
+        "one over, both idle for less than a second: the new one closed at once, the others go on",
         async () => {
-          const third = await connect(3);
-          const response = await third.request(getParams("/third"), {
-            keepConn: true,
-          });
-          assert.equal(
-            decoder.decode(parseCgi(response.stdout).body),
-            "Hello /third\n",
+          await refusedAtOnce("/early");
+          assert.ok(
+            gateway.log.some((line) =>
+              /Refused the connection: 2 connections are open, none idle for 1000 ms \(maxConnections\)/
+                .test(line)
+            ),
+            gateway.log.join("\n"),
           );
+          await hello(second, "/second");
+          assert.equal(server.openConnections, 2);
+        },
+      );
+      await t.step(
+        "one over, the first idle for over a second: it is closed, the new one served",
+        async () => {
+          await pause(1100);
+          const third = await connect(3);
+          await hello(third, "/third");
           assert.deepEqual(await first.untilClosed(1000), []);
           assert.equal(server.openConnections, 2);
           assert.ok(
@@ -923,6 +948,7 @@ Deno.test("makeFastCGIServer() makes room past maxConnections: the idlest connec
             ),
             gateway.log.join("\n"),
           );
+          await hello(second, "/second");
           third.close();
           await waitFor(() => server.openConnections === 1, "third closed");
         },
@@ -939,20 +965,8 @@ Deno.test("makeFastCGIServer() makes room past maxConnections: the idlest connec
             requestRecords(getParams("/hang"), { id: 1, keepConn: true }),
           );
           assert.equal((await busy.nextView())!.type, FCGI.STDOUT);
-          const refused = await gateway.connect();
-          open.push(refused);
-          await refused.send(requestRecords(getParams("/refused"))).catch(
-            () => {},
-          );
-          assert.deepEqual(await refused.untilClosed(1000), []);
-          assert.ok(
-            gateway.log.some((line) =>
-              /Refused the connection: 2 connections are open, each with a request in progress \(maxConnections\)/
-                .test(line)
-            ),
-            gateway.log.join("\n"),
-          );
-          assert.equal(gateway.stats.started["/refused"], undefined);
+          await pause(1100);
+          await refusedAtOnce("/refused");
           assert.equal(server.openConnections, 2);
         },
       );
