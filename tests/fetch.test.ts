@@ -34,7 +34,7 @@ import { makeFastCGIServer } from "../fastcgi.ts";
 import { validator } from "../validate.ts";
 import { setupTestingDefaults } from "../util.ts";
 import { BytesInput, StringErrorStream } from "../_io.ts";
-import { decodeLatin1, encodeLatin1 } from "../_internal.ts";
+import { decodeLatin1 } from "../_internal.ts";
 import type {
   Application,
   Environ,
@@ -47,7 +47,12 @@ import {
   makePlainHandler,
 } from "./fixtures/fetch_app.ts";
 import { adler32, PATTERN } from "./fixtures/fastcgi_app.ts";
-import { freePort, waitFor } from "./fixtures/process.ts";
+import {
+  downloadThenLeave,
+  freePort,
+  waitFor,
+  within,
+} from "./fixtures/process.ts";
 import { findLighttpd, startLighttpd } from "./fixtures/lighttpd.ts";
 import { FASTCGI_PARAMS, findNginx, startNginx } from "./fixtures/nginx.ts";
 import { findApache, hasApacheModule, startApache } from "./fixtures/apache.ts";
@@ -1051,24 +1056,6 @@ async function readAll(response: Response): Promise<Uint8Array | Error> {
   }
 }
 
-/** `promise`, or a rejection after `ms` (and the timer cleared). */
-async function within<T>(promise: Promise<T>, ms: number, what: string) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`${what} took over ${ms} ms`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 /** Wait (at most 10 s) until the way's log matches `pattern`: a host may
  * write it a moment after the response. */
 async function logShows(way: Way, pattern: RegExp): Promise<void> {
@@ -1337,20 +1324,11 @@ for (const kind of ["plain", "Hono"] as const) {
 Deno.test("fromFetchHandler() under makeServer: a client that goes away cancels the body", async () => {
   const { hono, stats } = makeHonoApp();
   await withServer(fromFetchHandler(hono.fetch), async (url) => {
-    const conn = await Deno.connect({
-      hostname: "127.0.0.1",
-      port: Number(new URL(url).port),
-    });
-    await conn.write(
-      encodeLatin1("GET /forever HTTP/1.1\r\nHost: test\r\n\r\n"),
+    await downloadThenLeave(
+      Number(new URL(url).port),
+      "GET /forever HTTP/1.1\r\nHost: test\r\n\r\n",
+      2 * MIB,
     );
-    const buffer = new Uint8Array(64 * 1024);
-    for (let received = 0; received < 2 * MIB;) {
-      const n = await conn.read(buffer);
-      assert.notEqual(n, null);
-      received += n!;
-    }
-    conn.close();
     await waitFor(
       () => stats.cancelled["/forever"] === 1,
       "the /forever body cancelled",

@@ -27,6 +27,7 @@ import {
   socketsAt,
   socketsOnPort,
   waitFor,
+  within,
 } from "./fixtures/process.ts";
 import { findNginx, startNginx } from "./fixtures/nginx.ts";
 
@@ -73,33 +74,6 @@ function gate<T = void>(): { promise: Promise<T>; open: (value: T) => void } {
   let open!: (value: T) => void;
   const promise = new Promise<T>((resolve) => open = resolve);
   return { promise, open };
-}
-
-/** `promise`, or an error after `ms`: a test fails instead of hanging. */
-async function within<T>(promise: Promise<T>, ms: number, what: string) {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`Timed out waiting for ${what}`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Wait (bounded) until `done()` is true. */
-async function until(done: () => boolean, what: string, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
 }
 
 /** A server whose logs (access and errors) go to `log`. */
@@ -903,7 +877,7 @@ Deno.test("ServerHandler pulls a generator only as the client reads", async () =
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.ok(produced < total / 4, `${produced} of ${total} chunks produced`);
     await reader.cancel();
-    await until(() => closed > 0, "close()");
+    await waitFor(() => closed > 0, "close()");
     assert.equal(closed, 1);
     assert.ok(produced < total);
   });
@@ -928,7 +902,7 @@ Deno.test("ServerHandler streams every chunk of a generator, then closes it", as
         body.subarray(i * 10_000, (i + 1) * 10_000).every((b) => b === i),
       );
     }
-    await until(() => closed > 0, "close()");
+    await waitFor(() => closed > 0, "close()");
     assert.equal(closed, 1);
   });
 });
@@ -997,7 +971,7 @@ Deno.test("ServerHandler streams an AsyncIterable from an async application", as
   await withServer(app, async ({ url }) => {
     const response = await fetch(url);
     assert.equal(await response.text(), "one two three");
-    await until(() => closed > 0, "close()");
+    await waitFor(() => closed > 0, "close()");
     assert.equal(closed, 1);
   });
 });
@@ -1063,7 +1037,7 @@ Deno.test("ServerHandler calls the result's close() once for an Array result", a
   };
   await withServer(app, async ({ url }) => {
     assert.equal(await (await fetch(url)).text(), "x");
-    await until(() => closed > 0, "close()");
+    await waitFor(() => closed > 0, "close()");
     assert.equal(closed, 1);
   });
 });
@@ -1227,7 +1201,7 @@ Deno.test("ServerHandler cuts the response short for an error after the headers,
     const body = response.slice(response.indexOf("\r\n\r\n") + 4);
     // No terminating chunk: the client can tell it was cut short.
     assert.deepEqual(dechunk(body), { body: "first part;", complete: false });
-    await until(() => closed > 0, "close()");
+    await waitFor(() => closed > 0, "close()");
     assert.equal(closed, 1);
     assert.match(log.value, /^Error: failed mid-way\n\s+at /m);
     const again = await fetch(`${url}/ok`);
@@ -1258,7 +1232,7 @@ Deno.test("ServerHandler closes the result once when the client goes away mid-re
     const reader = response.body!.getReader();
     await reader.read();
     await reader.cancel();
-    await until(() => closed > 0, "close()");
+    await waitFor(() => closed > 0, "close()");
     const producedAtClose = produced;
     await new Promise((resolve) => setTimeout(resolve, 50));
     assert.equal(closed, 1);
@@ -1285,7 +1259,7 @@ Deno.test("ServerHandler closes a waiting async result once when the client goes
     const reader = response.body!.getReader();
     assert.equal(decoder.decode((await reader.read()).value), "waiting...");
     await reader.cancel();
-    await until(() => closed > 0, "close()");
+    await waitFor(() => closed > 0, "close()");
     stall.open();
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(closed, 1);
@@ -1329,12 +1303,12 @@ Deno.test("WSGIServer.handleRequest() answers exactly one request", async () => 
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(answered, 0);
   await server.handleRequest();
-  await until(() => answered === 1, "the first answer");
+  await waitFor(() => answered === 1, "the first answer");
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(answered, 1);
   // A handleRequest() with nobody waiting takes the next request.
   await server.handleRequest();
-  await until(() => answered === 2, "the second answer");
+  await waitFor(() => answered === 2, "the second answer");
   assert.deepEqual(await Promise.all([first, second]), ["one", "one"]);
   const later = server.handleRequest();
   const third = await fetch(url);
@@ -2895,7 +2869,7 @@ Deno.test("makeServer() sends concurrent slow async streams whole beside other t
       "t1",
       ...Array.from({ length: 8 }, (_, i) => `c${i}`),
     ];
-    await until(() => ids.every((id) => closes.has(id)), "every close()");
+    await waitFor(() => ids.every((id) => closes.has(id)), "every close()");
     for (const id of ids) assert.equal(closes.get(id), 1, `close() of ${id}`);
   }, { quiet: true });
 });
