@@ -176,20 +176,6 @@ function isContentLength(name: string): boolean {
     isNamed(name, "Content-Length", "content-length");
 }
 
-/** The headers of a response as pairs: `Server` first if given, then the
- * list but a `Content-Length` of `skipLength`. */
-function headerPairs(
-  list: HeaderList,
-  software: string | null,
-  skipLength: string | null,
-): [string, string][] {
-  const pairs: [string, string][] = software ? [["Server", software]] : [];
-  for (const pair of list) {
-    if (pair[1] !== skipLength || !isContentLength(pair[0])) pairs.push(pair);
-  }
-  return pairs;
-}
-
 /** Bodies up to this many bytes are sent as a string when they are ASCII. */
 const TEXT_BODY_LIMIT = 1024;
 const UTF8 = new TextDecoder();
@@ -202,14 +188,38 @@ const UTF8 = new TextDecoder();
 function asciiText(body: Uint8Array): string | null {
   const length = body.length;
   if (length > TEXT_BODY_LIMIT) return null;
+  // Applications answer with the same constant bytes again and again: the
+  // string made for them last time serves while those bytes are unchanged
+  // (a comparison costs less than making the string).
+  if (body === lastBody && sameText(body, lastText)) return lastText;
   for (let i = 0; i < length; i++) {
     if (body[i] > 0x7f) return null;
   }
   // Both read ASCII the same; the decoder's call costs more up to ~24
   // bytes (measured with Deno.bench).
-  return length <= 24
+  const text = length <= 24
     ? String.fromCharCode.apply(null, body as unknown as number[])
     : UTF8.decode(body);
+  // Never one that would keep a larger buffer alive.
+  if (body.buffer.byteLength <= TEXT_BODY_LIMIT) {
+    lastBody = body;
+    lastText = text;
+  }
+  return text;
+}
+
+/** The body `asciiText()` made a string of last, and that string. */
+let lastBody: Uint8Array | null = null;
+let lastText = "";
+
+/** Whether `bytes` are the char codes of `text`. */
+function sameText(bytes: Uint8Array, text: string): boolean {
+  const length = bytes.length;
+  if (length !== text.length) return false;
+  for (let i = 0; i < length; i++) {
+    if (bytes[i] !== text.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /**
@@ -590,10 +600,12 @@ export class ServerHandler extends SimpleHandler {
 
   /**
    * Build the `Response`. Status and headers go to it as values (nothing is
-   * serialised and parsed back), in the shapes `Deno.serve` sends fastest:
-   * a lone `Content-Type` as a plain object, a small ASCII body as a
-   * string. A `Content-Length` equal to a fixed body's length is left to
-   * `Deno.serve`, which sets it anyway.
+   * serialised and parsed back), the way `Deno.serve` costs least: a lone
+   * `Content-Type` in the constructor's `init` (its fast path), any other
+   * list appended to the made `Response`'s `headers` (a headers `init` of
+   * two costs the constructor more than the two appends), a small ASCII
+   * body as a string. A `Content-Length` equal to a fixed body's length is
+   * left to `Deno.serve`, which sets it anyway.
    */
   #respond(body: Uint8Array<ArrayBuffer> | ReadableStream | null): void {
     const list = this.headersClass === Headers && this.#list !== null
@@ -601,7 +613,7 @@ export class ServerHandler extends SimpleHandler {
       : this.headers!.items();
     const fixedLength = body instanceof Uint8Array ? body.length : -1;
     let software = this.serverSoftware;
-    let typed = false;
+    let contentType: string | null = null;
     let dropLength = false;
     const lengthText = fixedLength >= 0 ? String(fixedLength) : "";
     for (let i = 0; i < list.length; i++) {
@@ -611,7 +623,9 @@ export class ServerHandler extends SimpleHandler {
           if (isNamed(name, "Server", "server")) software = null;
           break;
         case 12:
-          if (isNamed(name, "Content-Type", "content-type")) typed = true;
+          if (isNamed(name, "Content-Type", "content-type")) {
+            contentType = value;
+          }
           break;
         case 14:
           // Deno.serve sets a fixed body's Content-Length itself.
@@ -621,45 +635,46 @@ export class ServerHandler extends SimpleHandler {
           ) dropLength = true;
       }
     }
-    // As wsgiref's preamble, Server goes first, unless the application set
-    // one (Deno.serve adds Date). A plain object costs Deno.serve less to
-    // read than an array of pairs (each pair goes through a sequence
-    // conversion), when it can hold the headers in order.
-    const skipLength = dropLength ? lengthText : null;
-    let headers: Record<string, string> | [string, string][] | null = software
-      ? { Server: software }
-      : {};
-    for (let i = 0; i < list.length; i++) {
-      const [name, value] = list[i];
-      if (value === skipLength && isContentLength(name)) continue;
-      // Repeated, inherited or integer names need the pairs.
-      const first = name.charCodeAt(0);
-      if ((first >= 0x30 && first <= 0x39) || name in headers) {
-        headers = null;
-        break;
-      }
-      headers[name] = value;
-    }
-    headers ??= headerPairs(list, software, skipLength);
     const code = this.#code;
     // Deno.serve sends a small ASCII body for less as a string than as
-    // bytes (it copies bytes first), and fastest of all with status 200 and
-    // a lone Content-Type. Only with the application's Content-Type: a
-    // string body would otherwise get Deno's text/plain one.
-    const text = typed && fixedLength > 0
+    // bytes (it copies bytes first). Only with the application's
+    // Content-Type: a string body comes with Deno's text/plain one.
+    const text = contentType !== null && fixedLength > 0
       ? asciiText(body as Uint8Array)
       : null;
+    const headerCount = list.length - (dropLength ? 1 : 0);
+    let response: Response;
     try {
-      this.#response = new Response(
-        text ?? body,
-        code === 200 ? { headers } : { status: code, headers },
-      );
+      if (software === null && headerCount === 1 && contentType !== null) {
+        response = new Response(text ?? body, {
+          status: code,
+          headers: { "Content-Type": contentType },
+        });
+      } else {
+        response = new Response(
+          text ?? body,
+          code === 200 ? undefined : { status: code },
+        );
+        const headers = response.headers;
+        if (text !== null) headers.delete("Content-Type");
+        // As wsgiref's preamble, Server goes first, unless the application
+        // set one (Deno.serve adds Date).
+        if (software) headers.append("Server", software);
+        const skipLength = dropLength ? lengthText : null;
+        for (let i = 0; i < list.length; i++) {
+          const [name, value] = list[i];
+          if (value !== skipLength || !isContentLength(name)) {
+            headers.append(name, value);
+          }
+        }
+      }
     } catch (error) {
       // A header the application slipped into its list after
       // startResponse() checked it: nothing has left, the error page can.
       this.#unsend();
       throw error;
     }
+    this.#response = response;
   }
 
   async #pull(

@@ -152,6 +152,7 @@ const SCENARIOS: Scenario[] = [
       "raw-hello-reads",
       "raw-hello-server-header",
       "raw-hello-same-work",
+      "raw-hello-same-work-appended",
       "wsgi-hello",
     ],
     comparisons: [
@@ -165,6 +166,12 @@ const SCENARIOS: Scenario[] = [
       {
         of: "raw-hello-same-work",
         to: "raw-hello",
+        metric: "cpu",
+        target: null,
+      },
+      {
+        of: "raw-hello-same-work-appended",
+        to: "raw-hello-same-work",
         metric: "cpu",
         target: null,
       },
@@ -195,6 +202,7 @@ const LABELS: Record<string, string> = {
   "raw-hello": "raw Deno.serve, string body",
   "raw-hello-bytes": "raw Deno.serve, bytes body",
   "raw-hello-same-work": "raw Deno.serve, same work",
+  "raw-hello-same-work-appended": "raw, same work, headers appended",
   "raw-hello-reads": "raw, reads request, lone Content-Type",
   "raw-hello-server-header": "raw, Server + Content-Type",
   "hono-hello": "Hono 4 on Deno.serve",

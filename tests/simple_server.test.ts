@@ -775,6 +775,73 @@ Deno.test("ServerHandler without serverSoftware sends a lone Content-Type as the
   }, { handlerClass: BareRequest });
 });
 
+Deno.test("makeServer sends Server first, then the application's headers as listed, and its Content-Type alone", async () => {
+  const app: Application = (environ, startResponse) => {
+    const headers: [string, string][] = environ.PATH_INFO === "/html"
+      ? [["X-First", "1"], ["Content-Type", "text/html; charset=utf-8"]]
+      : [["Content-Type", "text/plain"]];
+    startResponse(
+      environ.PATH_INFO === "/made" ? "201 Created" : "200 OK",
+      headers,
+    );
+    return [encoder.encode("Hello world!\n")];
+  };
+  const head = (type: string) =>
+    `\r\nServer: ${SERVER}\r\n${type}content-length: 13\r\n` +
+    "date: <date>\r\nconnection: close\r\n\r\nHello world!\n";
+  await withServer(app, async ({ port }) => {
+    const get = async (path: string) =>
+      normalised(
+        await rawRequest(
+          port,
+          `GET ${path} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+    assert.equal(
+      await get("/"),
+      "HTTP/1.1 200 OK" + head("Content-Type: text/plain\r\n"),
+    );
+    assert.equal(
+      await get("/made"),
+      "HTTP/1.1 201 Created" + head("Content-Type: text/plain\r\n"),
+    );
+    assert.equal(
+      await get("/html"),
+      "HTTP/1.1 200 OK" +
+        head("X-First: 1\r\nContent-Type: text/html; charset=utf-8\r\n"),
+    );
+  });
+});
+
+Deno.test("makeServer sends the bytes an application's constant body holds now, changed or not", async () => {
+  // One buffer, answered by every request, changed between two of them:
+  // what makes the small ASCII body a string must not send stale text.
+  const body = encoder.encode("first");
+  const wide = new Uint8Array([0x66, 0xe9]); // "f" and a latin-1 é: not ASCII
+  const app: Application = (environ, startResponse) => {
+    startResponse("200 OK", [["Content-Type", "text/plain"]]);
+    return [environ.PATH_INFO === "/wide" ? wide : body];
+  };
+  await withServer(app, async ({ port }) => {
+    const get = async (path = "/") =>
+      new Uint8Array(
+        await (await fetch(`http://127.0.0.1:${port}${path}`)).arrayBuffer(),
+      );
+    assert.deepEqual(await get(), encoder.encode("first"));
+    assert.deepEqual(await get(), encoder.encode("first"));
+    body.set(encoder.encode("FIRST"));
+    assert.deepEqual(await get(), encoder.encode("FIRST"));
+    body[4] = 0xff; // no longer ASCII: sent as the bytes they are
+    assert.deepEqual(
+      await get(),
+      new Uint8Array([0x46, 0x49, 0x52, 0x53, 0xff]),
+    );
+    assert.deepEqual(await get("/wide"), wide);
+    body.set(encoder.encode("again"));
+    assert.deepEqual(await get(), encoder.encode("again"));
+  });
+});
+
 Deno.test("ServerHandler keeps the application's headers, Server and repeats included", async () => {
   const app: Application = (_environ, startResponse) => {
     startResponse("201 Created", [
