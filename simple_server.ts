@@ -603,9 +603,9 @@ export class ServerHandler extends SimpleHandler {
    * serialised and parsed back), the way `Deno.serve` costs least: a lone
    * `Content-Type` in the constructor's `init` (its fast path), any other
    * list appended to the made `Response`'s `headers` (a headers `init` of
-   * two costs the constructor more than the two appends), a small ASCII
-   * body as a string. A `Content-Length` equal to a fixed body's length is
-   * left to `Deno.serve`, which sets it anyway.
+   * two costs the constructor more than two appends), a small ASCII body as
+   * a string. A `Content-Length` equal to a fixed body's length is left to
+   * `Deno.serve`, which sets it anyway.
    */
   #respond(body: Uint8Array<ArrayBuffer> | ReadableStream | null): void {
     const list = this.headersClass === Headers && this.#list !== null
@@ -613,42 +613,43 @@ export class ServerHandler extends SimpleHandler {
       : this.headers!.items();
     const fixedLength = body instanceof Uint8Array ? body.length : -1;
     let software = this.serverSoftware;
-    let contentType: string | null = null;
-    let dropLength = false;
-    const lengthText = fixedLength >= 0 ? String(fixedLength) : "";
+    let typeAt = -1;
+    let lengthAt = -1;
     for (let i = 0; i < list.length; i++) {
-      const [name, value] = list[i];
+      const name = list[i][0];
       switch (name.length) {
         case 6:
           if (isNamed(name, "Server", "server")) software = null;
           break;
         case 12:
-          if (isNamed(name, "Content-Type", "content-type")) {
-            contentType = value;
+          if (typeAt < 0 && isNamed(name, "Content-Type", "content-type")) {
+            typeAt = i;
           }
           break;
         case 14:
           // Deno.serve sets a fixed body's Content-Length itself.
           if (
-            fixedLength >= 0 &&
-            value === lengthText && isContentLength(name)
-          ) dropLength = true;
+            lengthAt < 0 && fixedLength >= 0 && isContentLength(name) &&
+            list[i][1] === String(fixedLength)
+          ) lengthAt = i;
       }
     }
     const code = this.#code;
     // Deno.serve sends a small ASCII body for less as a string than as
     // bytes (it copies bytes first). Only with the application's
     // Content-Type: a string body comes with Deno's text/plain one.
-    const text = contentType !== null && fixedLength > 0
+    const text = typeAt >= 0 && fixedLength > 0
       ? asciiText(body as Uint8Array)
       : null;
-    const headerCount = list.length - (dropLength ? 1 : 0);
     let response: Response;
     try {
-      if (software === null && headerCount === 1 && contentType !== null) {
+      if (
+        software === null && typeAt >= 0 &&
+        list.length - (lengthAt < 0 ? 0 : 1) === 1
+      ) {
         response = new Response(text ?? body, {
           status: code,
-          headers: { "Content-Type": contentType },
+          headers: { "Content-Type": list[typeAt][1] },
         });
       } else {
         response = new Response(
@@ -656,16 +657,14 @@ export class ServerHandler extends SimpleHandler {
           code === 200 ? undefined : { status: code },
         );
         const headers = response.headers;
+        // A string body came with Deno's Content-Type: the application's
+        // replaces it, in the application's order.
         if (text !== null) headers.delete("Content-Type");
         // As wsgiref's preamble, Server goes first, unless the application
         // set one (Deno.serve adds Date).
         if (software) headers.append("Server", software);
-        const skipLength = dropLength ? lengthText : null;
         for (let i = 0; i < list.length; i++) {
-          const [name, value] = list[i];
-          if (value !== skipLength || !isContentLength(name)) {
-            headers.append(name, value);
-          }
+          if (i !== lengthAt) headers.append(list[i][0], list[i][1]);
         }
       }
     } catch (error) {
