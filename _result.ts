@@ -469,7 +469,10 @@ export class Unsent {
    */
   push(data: Uint8Array): void {
     if (data.length > 0) {
-      this.chunks.push(data);
+      // Most responses are one chunk: an array of one, not a backing store
+      // sized for growth.
+      if (this.bytes === 0) this.chunks = [data];
+      else this.chunks.push(data);
       this.bytes += data.length;
     }
   }

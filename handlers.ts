@@ -372,6 +372,10 @@ function handlerArgumentError(
 const ERROR_BODY = encodeLatin1(
   "A server error occurred.  Please contact the administrator.",
 );
+/** The default `wsgiVersion`: frozen, since every handler shares it. */
+const WSGI_VERSION = Object.freeze([1, 0]) as unknown as [number, number];
+/** The default `errorHeaders`, shared as wsgiref's class attribute. */
+const ERROR_HEADERS: HeaderList = [["Content-Type", "text/plain"]];
 
 /**
  * Run a gateway-interface application and send its response, as
@@ -441,8 +445,9 @@ const ERROR_BODY = encodeLatin1(
 export class BaseHandler {
   // Configuration: override per subclass or per instance.
 
-  /** `environ["wsgi.version"]`. */
-  wsgiVersion: [number, number] = [1, 0];
+  /** `environ["wsgi.version"]`: one frozen `[1, 0]` shared by every
+   * handler, as wsgiref's tuple (the application cannot change it). */
+  wsgiVersion: [number, number] = WSGI_VERSION;
   /** `environ["wsgi.multithread"]`. */
   wsgiMultithread = true;
   /** `environ["wsgi.multiprocess"]`. */
@@ -473,8 +478,9 @@ export class BaseHandler {
   tracebackLimit: number | null = null;
   /** The status of the error page. */
   errorStatus = "500 Internal Server Error";
-  /** The headers of the error page. */
-  errorHeaders: HeaderList = [["Content-Type", "text/plain"]];
+  /** The headers of the error page: one list shared by every handler, as
+   * wsgiref's class attribute (`errorOutput()` sends a copy). */
+  errorHeaders: HeaderList = ERROR_HEADERS;
   /** The body of the error page (shared: replace it, do not change it). */
   errorBody: Uint8Array = ERROR_BODY;
 

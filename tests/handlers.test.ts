@@ -1240,6 +1240,28 @@ Deno.test("BaseHandler.run() answers with errorStatus, errorHeaders and errorBod
   assert.deepEqual(handler.errorHeaders, [["Content-Type", "text/plain"]]);
 });
 
+Deno.test("BaseHandler shares one frozen wsgi.version, which no application can change for the next request", async () => {
+  const seen: unknown[] = [];
+  const app: Application = (environ, startResponse) => {
+    const version = environ["wsgi.version"] as number[];
+    seen.push(version);
+    assert.throws(() => {
+      version[0] = 2;
+    }, TypeError);
+    startResponse("200 OK", []);
+    return [];
+  };
+  for (let i = 0; i < 2; i++) await handlerFor().handler.run(app);
+  assert.deepEqual(seen, [[1, 0], [1, 0]]);
+  assert.equal(seen[0], seen[1]);
+  assert.ok(Object.isFrozen(seen[0]));
+  // As wsgiref's class attributes: one default error header list too.
+  assert.equal(
+    handlerFor().handler.errorHeaders,
+    handlerFor().handler.errorHeaders,
+  );
+});
+
 Deno.test("BaseHandler.run() ends quietly when the client goes away", async (t) => {
   for (
     const ErrorClass of [
