@@ -41,7 +41,10 @@
  * - `costs` (not by default): where the microseconds of `get` go. Raw
  *   hello; raw that reads what an environ needs but answers on Deno's fast
  *   path (a lone `Content-Type`); raw that reads nothing but sends the two
- *   headers; raw same work; makeServer. No targets.
+ *   headers; raw same work; raw same work with the two headers appended
+ *   to the made `Response` (as makeServer builds its own; Deno's
+ *   constructor costs more with a headers `init` of two); makeServer. No
+ *   targets.
  * - `bare` (not by default): makeServer with a handler that sends no
  *   `Server` header, against raw hello and the default makeServer.
  *
