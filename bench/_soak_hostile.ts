@@ -44,6 +44,7 @@ import {
   requestRecords,
   stream,
 } from "../tests/fixtures/fcgi_client.ts";
+import { within } from "../tests/fixtures/process.ts";
 
 const MIB = 1024 * 1024;
 const ENCODER = new TextEncoder();
@@ -94,24 +95,6 @@ function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** `promise`, or a rejection after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(
-          () => reject(new Error(`no answer in ${ms} ms`)),
-          ms,
-        );
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 // ---------------------------------------------------------------------------
 // Requests.
 
@@ -145,6 +128,7 @@ async function get(
     const response = await within(
       host.request(getParams(path)),
       ORDINARY_TIMEOUT_MS,
+      `the answer to GET ${path}`,
     );
     const cgi = parseCgi(response.stdout);
     return {
