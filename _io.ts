@@ -24,14 +24,41 @@ const READ_BUFFER_SIZE = 64 * 1024;
  * The size of each next buffer once `read()` has handed out part of one.
  * Their bytes become the application's garbage; V8 frees an array buffer's
  * memory on a sweeper thread, which falls behind on thousands of 64 KiB
- * ones (a 1 GiB body read in 64 KiB pieces peaked at 150-210 MiB) but
- * keeps up with a 16th as many of 1 MiB.
+ * ones but keeps up with a 16th as many of 1 MiB.
  */
 const HANDED_OUT_BUFFER_SIZE = 1024 * 1024;
+/**
+ * How many arrays of `PACING_ARRAY_LENGTH` small integers (16 KiB each)
+ * `paceCollector()` makes per handed-out buffer: 128 KiB of V8 heap per
+ * MiB of body.
+ */
+const PACING_ARRAYS = 8;
+const PACING_ARRAY_LENGTH = 4096;
+/** Where `paceCollector()` leaves its last array: stored, it is made. */
+const pacingSink: unknown[][] = [[]];
 const EMPTY = new Uint8Array(0);
 const NEWLINE = 0x0a;
 // Created on first use: a CGI request that logs nothing never needs it.
 let utf8Encoder: TextEncoder | undefined;
+
+/**
+ * Allocate short-lived memory on V8's heap, in step with the buffers that
+ * `read()` hands out. V8 frees the memory of array buffers that died young
+ * when it scavenges its young generation, and it scavenges when that fills
+ * up, or once 64 MiB of young array buffers have piled up. Reading a
+ * spooled body makes next to no heap objects, at gigabytes a second, so
+ * without this the pieces an application drops pile up to that 64 MiB and
+ * past it while the sweeper catches up: a 1 GiB body read in 64 KiB pieces
+ * peaked at 150-220 MiB resident, against 89-110 MiB with these 128 KiB of
+ * heap per MiB handed out (`deno task bench:memory`). They cost some 12 µs
+ * per MiB: reading 1 GiB from the page cache took 168 ms instead of 156
+ * (medians of five).
+ */
+function paceCollector(): void {
+  for (let i = 0; i < PACING_ARRAYS; i++) {
+    pacingSink[0] = new Array(PACING_ARRAY_LENGTH).fill(i);
+  }
+}
 
 /** Join byte chunks; one chunk is returned as is. */
 export function concat(pieces: Uint8Array[], total: number): Uint8Array {
@@ -451,6 +478,7 @@ export class ReaderInput implements InputStream {
       size = HANDED_OUT_BUFFER_SIZE;
     }
     if (this.#buffer.length === 0) {
+      if (size === HANDED_OUT_BUFFER_SIZE) paceCollector();
       this.#buffer = new Uint8Array(Math.min(size, this.#remaining));
       this.#used = 0;
       this.#kept = false;
