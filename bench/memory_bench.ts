@@ -17,8 +17,8 @@
  * - `upload, read()`: the same, but the application reads with
  *   `read(size)` (64 KiB, then 8 KiB), as a PEP 3333 application does:
  *   each piece is a new `Uint8Array` the application owns, and V8 frees
- *   them at its own pace (it starts once some 64 MiB of them pile up, and
- *   frees them later), so these peaks sit over the target.
+ *   them at its own pace (`wsgi.input` paces its scavenger, see `_io.ts`),
+ *   so these peaks sit some 40 MiB over those of `readinto()`.
  *
  * Each runs against a fresh server process (`bench/apps.ts`); its peak
  * resident memory (`VmHWM` in `/proc/<pid>/status`, Linux only) is printed
