@@ -842,6 +842,170 @@ Deno.test("makeServer sends the bytes an application's constant body holds now, 
   });
 });
 
+Deno.test("makeServer sends a response made again as it is now, never a stale copy", async () => {
+  // The same response twice in a row is sent as a clone of the first:
+  // every part of it changed after a few repeats must be sent as changed.
+  // One header list, changed in place, as an application may keep one.
+  const list: [string, string][] = [["Content-Type", "text/plain"]];
+  let status = "200 OK";
+  let body = encoder.encode("same");
+  const app: Application = (_environ, startResponse) => {
+    startResponse(status, list);
+    return [body];
+  };
+  await withServer(app, async ({ port }) => {
+    const get = async () => {
+      const response = await fetch(`http://127.0.0.1:${port}/`);
+      return {
+        status: response.status,
+        headers: [...response.headers].filter(([name]) => name !== "date"),
+        body: await response.text(),
+      };
+    };
+    const expect = (
+      code: number,
+      headers: [string, string][],
+      text: string,
+    ) => ({
+      status: code,
+      headers: [...headers, ["content-length", String(text.length)]].sort(),
+      body: text,
+    });
+    const sorted = async () => {
+      const got = await get();
+      return { ...got, headers: got.headers.sort() };
+    };
+    const server: [string, string] = ["server", SERVER];
+    const steps: [string, () => void, () => ReturnType<typeof expect>][] = [
+      [
+        "as made",
+        () => {},
+        () => expect(200, [server, ["content-type", "text/plain"]], "same"),
+      ],
+      [
+        "a header's value",
+        () => void (list[0][1] = "text/html"),
+        () => expect(200, [server, ["content-type", "text/html"]], "same"),
+      ],
+      [
+        "a header added",
+        () => void list.push(["X-Extra", "1"]),
+        () =>
+          expect(200, [
+            server,
+            ["content-type", "text/html"],
+            ["x-extra", "1"],
+          ], "same"),
+      ],
+      [
+        "a header's name",
+        () => void (list[1][0] = "X-Other"),
+        () =>
+          expect(200, [
+            server,
+            ["content-type", "text/html"],
+            ["x-other", "1"],
+          ], "same"),
+      ],
+      [
+        "the application's own Server",
+        () => void (list[1] = ["Server", "mine"]),
+        () =>
+          expect(
+            200,
+            [["content-type", "text/html"], ["server", "mine"]],
+            "same",
+          ),
+      ],
+      [
+        "a header removed",
+        () => void list.pop(),
+        () => expect(200, [server, ["content-type", "text/html"]], "same"),
+      ],
+      [
+        "the status",
+        () => void (status = "201 Created"),
+        () => expect(201, [server, ["content-type", "text/html"]], "same"),
+      ],
+      [
+        "the body",
+        () => void (body = encoder.encode("other")),
+        () => expect(201, [server, ["content-type", "text/html"]], "other"),
+      ],
+      [
+        "the body's bytes, in place",
+        () => void body.set(encoder.encode("OTHER")),
+        () => expect(201, [server, ["content-type", "text/html"]], "OTHER"),
+      ],
+      [
+        "a Content-Length of its own",
+        () => void list.push(["Content-Length", "5"]),
+        () => expect(201, [server, ["content-type", "text/html"]], "OTHER"),
+      ],
+    ];
+    for (const [what, change, expected] of steps) {
+      change();
+      // Three in a row: made, then kept, then cloned.
+      for (let i = 0; i < 3; i++) {
+        assert.deepEqual(
+          await sorted(),
+          expected(),
+          `${what}, request ${i + 1}`,
+        );
+      }
+    }
+    // Nine headers: past what is kept, sent as made every time.
+    list.splice(0, list.length, ["Content-Type", "text/plain"]);
+    for (let i = 0; i < 8; i++) list.push([`X-${i}`, String(i)]);
+    for (let i = 0; i < 3; i++) {
+      const got = await get();
+      assert.equal(got.headers.length, 11);
+      assert.equal(got.body, "OTHER");
+    }
+  });
+});
+
+Deno.test("ServerHandler's responses made again are each a Response of their own", async () => {
+  const app = text("again");
+  const responses: Response[] = [];
+  class OtherServer extends ServerHandler {
+    override serverSoftware = "Other/1.0";
+  }
+  for (const Handler of [ServerHandler, OtherServer, ServerHandler]) {
+    for (let i = 0; i < 3; i++) {
+      const handler = new Handler(
+        { readSync: () => null },
+        { write: () => {} },
+        new StringErrorStream(),
+        { REQUEST_METHOD: "GET", SERVER_PROTOCOL: "HTTP/1.1" },
+      );
+      await handler.run(app);
+      assert.equal(
+        handler.response!.headers.get("server"),
+        Handler === OtherServer ? "Other/1.0" : SERVER,
+      );
+    }
+  }
+  for (let i = 0; i < 3; i++) {
+    const handler = new ServerHandler(
+      { readSync: () => null },
+      { write: () => {} },
+      new StringErrorStream(),
+      { REQUEST_METHOD: "GET", SERVER_PROTOCOL: "HTTP/1.1" },
+    );
+    await handler.run(app);
+    responses.push(handler.response!);
+  }
+  // Changing one changes no other; each body reads whole, once.
+  responses[1].headers.set("X-Changed", "1");
+  for (const response of responses) {
+    assert.equal(await response.text(), "again");
+    assert.equal(response.headers.get("content-type"), "text/plain");
+  }
+  assert.equal(responses[0].headers.get("x-changed"), null);
+  assert.equal(responses[2].headers.get("x-changed"), null);
+});
+
 Deno.test("ServerHandler keeps the application's headers, Server and repeats included", async () => {
   const app: Application = (_environ, startResponse) => {
     startResponse("201 Created", [
