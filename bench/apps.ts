@@ -226,10 +226,27 @@ export const SERVERS: Record<string, Start> = {
     void info.remoteAddr;
     const response = new Response(HELLO_TEXT);
     const headers = response.headers;
-    headers.set("Content-Type", "text/plain");
-    headers.set("Server", SOFTWARE);
+    headers.delete("Content-Type");
+    headers.append("Server", SOFTWARE);
+    headers.append("Content-Type", "text/plain");
     return response;
   }),
+  // The same again, the Response made once and cloned for each request (as
+  // makeServer sends the same response made again in a row).
+  "raw-hello-same-work-cloned": (() => {
+    const template = new Response(HELLO_TEXT);
+    const headers = template.headers;
+    headers.delete("Content-Type");
+    headers.append("Server", SOFTWARE);
+    headers.append("Content-Type", "text/plain");
+    return raw((request, info) => {
+      void request.url;
+      void request.method;
+      request.headers.forEach(() => {});
+      void info.remoteAddr;
+      return template.clone();
+    });
+  })(),
   // The two halves of that work, apart (the "costs" scenario): reading
   // what an environ needs, with a response Deno.serve sends on its fast
   // path (a lone Content-Type); and the two headers without the reading.

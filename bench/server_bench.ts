@@ -43,8 +43,9 @@
  *   path (a lone `Content-Type`); raw that reads nothing but sends the two
  *   headers; raw same work; raw same work with the two headers appended
  *   to the made `Response` (as makeServer builds its own; Deno's
- *   constructor costs more with a headers `init` of two); makeServer. No
- *   targets.
+ *   constructor costs more with a headers `init` of two); raw same work
+ *   answering a clone of one such `Response` (as makeServer answers the
+ *   same response made again); makeServer. No targets.
  * - `bare` (not by default): makeServer with a handler that sends no
  *   `Server` header, against raw hello and the default makeServer.
  *
@@ -156,6 +157,7 @@ const SCENARIOS: Scenario[] = [
       "raw-hello-server-header",
       "raw-hello-same-work",
       "raw-hello-same-work-appended",
+      "raw-hello-same-work-cloned",
       "wsgi-hello",
     ],
     comparisons: [
@@ -175,6 +177,12 @@ const SCENARIOS: Scenario[] = [
       {
         of: "raw-hello-same-work-appended",
         to: "raw-hello-same-work",
+        metric: "cpu",
+        target: null,
+      },
+      {
+        of: "raw-hello-same-work-cloned",
+        to: "raw-hello-same-work-appended",
         metric: "cpu",
         target: null,
       },
