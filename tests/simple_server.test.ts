@@ -967,35 +967,29 @@ Deno.test("makeServer sends a response made again as it is now, never a stale co
 
 Deno.test("ServerHandler's responses made again are each a Response of their own", async () => {
   const app = text("again");
-  const responses: Response[] = [];
   class OtherServer extends ServerHandler {
     override serverSoftware = "Other/1.0";
   }
-  for (const Handler of [ServerHandler, OtherServer, ServerHandler]) {
-    for (let i = 0; i < 3; i++) {
-      const handler = new Handler(
-        { readSync: () => null },
-        { write: () => {} },
-        new StringErrorStream(),
-        { REQUEST_METHOD: "GET", SERVER_PROTOCOL: "HTTP/1.1" },
-      );
-      await handler.run(app);
-      assert.equal(
-        handler.response!.headers.get("server"),
-        Handler === OtherServer ? "Other/1.0" : SERVER,
-      );
-    }
-  }
-  for (let i = 0; i < 3; i++) {
-    const handler = new ServerHandler(
+  const respond = async (Handler: typeof ServerHandler) => {
+    const handler = new Handler(
       { readSync: () => null },
       { write: () => {} },
       new StringErrorStream(),
       { REQUEST_METHOD: "GET", SERVER_PROTOCOL: "HTTP/1.1" },
     );
     await handler.run(app);
-    responses.push(handler.response!);
+    return handler.response!;
+  };
+  for (const Handler of [ServerHandler, OtherServer, ServerHandler]) {
+    for (let i = 0; i < 3; i++) {
+      assert.equal(
+        (await respond(Handler)).headers.get("server"),
+        Handler === OtherServer ? "Other/1.0" : SERVER,
+      );
+    }
   }
+  const responses: Response[] = [];
+  for (let i = 0; i < 3; i++) responses.push(await respond(ServerHandler));
   // Changing one changes no other; each body reads whole, once.
   responses[1].headers.set("X-Changed", "1");
   for (const response of responses) {
